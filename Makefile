@@ -1,0 +1,74 @@
+# g4: one binary (build/g4), a static library of everything but the CLI
+# (build/libg4.a), and one test executable per tests/test_*.c.
+# CUDA objects are built when nvcc is present (CUDA=0 turns them off).
+
+CC      ?= gcc
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA    ?= $(if $(NVCC),1,0)
+OPT     ?= -O2
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter \
+           -Isrc -fopenmp -pthread -MMD -MP
+# jansson and libevent are linked statically so build/g4 runs on other Linux hosts.
+LDLIBS  += -Wl,-Bstatic -ljansson -levent -Wl,-Bdynamic -lm -fopenmp -pthread
+
+BUILD   := build
+LIB_SRC := $(wildcard src/util/*.c src/model/*.c src/text/*.c src/engine/*.c \
+                      src/cpu/*.c src/server/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+TESTS   := $(filter-out tests/test_main.c,$(wildcard tests/test_*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TESTS:tests/%.c=$(BUILD)/tests/%)
+
+ifeq ($(CUDA),1)
+CUDA_SRC := $(wildcard src/cuda/*.cu)
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+NVFLAGS  ?= -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc -lineinfo
+CFLAGS   += -DG4_HAVE_CUDA=$(if $(CUDA_SRC),1,0)
+LDLIBS   += $(if $(CUDA_SRC),-L$(dir $(NVCC))../lib64 -lcudart_static -lcublasLt -lcublas -ldl -lrt -lstdc++)
+endif
+
+.PHONY: all test run clean fuzz
+all: $(BUILD)/g4
+
+$(BUILD)/libg4.a: $(LIB_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/g4: $(CLI_OBJ) $(BUILD)/libg4.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libg4.a $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/test_%: tests/test_%.c $(BUILD)/tests/test_main.o $(BUILD)/libg4.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/tests/test_main.o $(BUILD)/libg4.a $(LDLIBS)
+
+# Unit and golden tests; the last line of tests/run.sh is "N passed, N failed".
+test: $(BUILD)/g4 $(TEST_BIN)
+	tests/run.sh $(TEST_BIN)
+
+# The small built-in demo: make run [MODEL=dir]
+run: $(BUILD)/g4
+	tools/run_demo.sh $(MODEL)
+
+clean:
+	rm -rf $(BUILD) tests/tmp
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Fresh Debian 12 machine: install what is needed, build everything, run the tests.
+.PHONY: check
+check:
+	tools/setup.sh
+	$(MAKE) all
+	$(MAKE) test
+
+.SECONDARY:

@@ -1,0 +1,28 @@
+/* g4: one binary, subcommands by name. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const g4_command commands[] = {
+    /* one line per subcommand; keep alphabetical */
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: g4 <command> [options]   (g4 <command> --help for more)\n\ncommands:\n");
+    for (size_t i = 0; commands[i].name; i++)
+        fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; commands[i].name; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "g4: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
