@@ -10,5 +10,8 @@ typedef struct {
 } g4_command;
 
 /* one declaration per subcommand, each defined in src/cli/cmd_<name>.c */
+int cmd_inspect(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 #endif
