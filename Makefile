@@ -72,3 +72,13 @@ check:
 	$(MAKE) test
 
 .SECONDARY:
+
+# libFuzzer on the safetensors header parser (clang, ASan + UBSan).
+FUZZ_SECONDS ?= 600
+FUZZ_SRC := src/model/safetensors.c src/util/err.c
+$(BUILD)/fuzz_safetensors_header: fuzz/fuzz_safetensors_header.c $(FUZZ_SRC)
+	@mkdir -p $(@D)
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -o $@ $^ -ljansson
+fuzz: $(BUILD)/fuzz_safetensors_header
+	mkdir -p fuzz/corpus-work
+	$(BUILD)/fuzz_safetensors_header -max_total_time=$(FUZZ_SECONDS) -max_len=4096 fuzz/corpus-work fuzz/corpus

@@ -40,7 +40,7 @@ const char *t_tmp_dir(const char *suite) {
     snprintf(path, sizeof path, "tests/tmp/%s", suite);
     mkdir("tests", 0755);
     mkdir("tests/tmp", 0755);
-    char cmd[600];
+    char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", path, path);
     if (system(cmd) != 0) fprintf(stderr, "cannot make %s\n", path);
     return path;

@@ -1,0 +1,121 @@
+/* Engine: model + KV cache + sequence slots on a backend (see engine.h).
+ * Only the CPU backend exists so far; the CUDA one plugs in at the
+ * g4_engine_forward dispatch. */
+#include "engine/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/forward.h"
+#include "model/weights.h"
+
+struct g4_engine {
+    g4_engine_opts opts;
+    g4_weights *weights;
+    g4_kv_cache *kv;
+    int *seq_len;     /* [max_seqs]; -1 = free slot */
+};
+
+void g4_engine_default_opts(g4_engine_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->device = G4_DEVICE_CPU;
+    o->kv_dtype = G4_KV_FP8;
+    o->max_seqs = 1;
+    o->max_context = 4096;
+}
+
+static g4_kv_cache *make_cache(const g4_weights *w, const g4_engine_opts *o, g4_err *err) {
+    int n = w->cfg.n_layers;
+    float *ks = malloc(sizeof(float) * n), *vs = malloc(sizeof(float) * n);
+    for (int l = 0; l < n; l++) ks[l] = w->layers[l].k_scale, vs[l] = w->layers[l].v_scale;
+    g4_kv_cache *kv = g4_kv_create(&w->cfg, o->kv_dtype, o->max_seqs, o->max_context, ks, vs, err);
+    free(ks);
+    free(vs);
+    return kv;
+}
+
+g4_engine *g4_engine_create(const char *model_dir, const g4_engine_opts *opts, g4_err *err) {
+    if (opts->device != G4_DEVICE_CPU) {
+        g4_errorf(err, "this build has no CUDA backend; use --device cpu");
+        return NULL;
+    }
+    if (opts->max_seqs <= 0 || opts->max_context <= 0) {
+        g4_errorf(err, "max_seqs and max_context must be positive");
+        return NULL;
+    }
+    g4_engine *e = calloc(1, sizeof *e);
+    e->opts = *opts;
+    g4_load_opts lo = {.quantize_bf16 = opts->quantize_bf16, .calib = G4_CALIB_MAX};
+    if (!(e->weights = g4_weights_load(model_dir, &lo, err))) goto fail;
+    if (g4_config_is_assistant(&e->weights->cfg)) {
+        g4_errorf(err, "%s is an assistant (drafter) model; it cannot run on its own", model_dir);
+        goto fail;
+    }
+    if (!(e->kv = make_cache(e->weights, opts, err))) goto fail;
+    e->seq_len = malloc(sizeof(int) * opts->max_seqs);
+    for (int s = 0; s < opts->max_seqs; s++) e->seq_len[s] = -1;
+    return e;
+fail:
+    g4_engine_free(e);
+    return NULL;
+}
+
+void g4_engine_free(g4_engine *e) {
+    if (!e) return;
+    g4_kv_free(e->kv);
+    g4_weights_free(e->weights);
+    free(e->seq_len);
+    free(e);
+}
+
+const g4_config *g4_engine_config(const g4_engine *e) { return &e->weights->cfg; }
+
+int g4_engine_seq_alloc(g4_engine *e, g4_err *err) {
+    for (int s = 0; s < e->opts.max_seqs; s++) {
+        if (e->seq_len[s] < 0) {
+            e->seq_len[s] = 0;
+            return s;
+        }
+    }
+    return g4_errorf(err, "all %d sequence slots are in use", e->opts.max_seqs);
+}
+
+void g4_engine_seq_free(g4_engine *e, int seq) {
+    if (seq >= 0 && seq < e->opts.max_seqs) e->seq_len[seq] = -1;
+}
+
+int g4_engine_seq_len(const g4_engine *e, int seq) { return e->seq_len[seq]; }
+
+void g4_engine_truncate(g4_engine *e, int seq, int len) {
+    if (len >= 0 && len < e->seq_len[seq]) e->seq_len[seq] = len;
+}
+
+static int check_items(const g4_engine *e, const g4_batch_item *items, int n, g4_err *err) {
+    for (int i = 0; i < n; i++) {
+        const g4_batch_item *it = &items[i];
+        if (it->seq < 0 || it->seq >= e->opts.max_seqs || e->seq_len[it->seq] < 0)
+            return g4_errorf(err, "batch item %d: sequence %d is not allocated", i, it->seq);
+        if (it->n_tokens <= 0) return g4_errorf(err, "batch item %d: no tokens", i);
+        if (e->seq_len[it->seq] + it->n_tokens > e->opts.max_context)
+            return g4_errorf(err, "batch item %d: %d + %d tokens exceed the context limit of %d", i,
+                             e->seq_len[it->seq], it->n_tokens, e->opts.max_context);
+        for (int j = 0; j < i; j++)
+            if (items[j].seq == it->seq) return g4_errorf(err, "batch items %d and %d name the same sequence", j, i);
+    }
+    return 0;
+}
+
+int g4_engine_forward(g4_engine *e, const g4_batch_item *items, int n_items, float *logits, g4_err *err) {
+    if (check_items(e, items, n_items, err)) return -1;
+    const size_t vocab = (size_t)e->weights->cfg.vocab_size;
+    float *out = logits;
+    for (int i = 0; i < n_items; i++) {
+        const g4_batch_item *it = &items[i];
+        if (cpu_forward(e->weights, e->kv, it->seq, e->seq_len[it->seq], it->tokens, it->n_tokens, it->all_logits,
+                        out, err))
+            return g4_err_wrap(err, "sequence %d", it->seq);
+        out += vocab * (it->all_logits ? it->n_tokens : 1);
+    }
+    for (int i = 0; i < n_items; i++) e->seq_len[items[i].seq] += items[i].n_tokens;
+    return 0;
+}
