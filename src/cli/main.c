@@ -6,6 +6,7 @@
 
 static const g4_command commands[] = {
     /* one line per subcommand; keep alphabetical */
+    {"parse-output", cmd_parse_output, "split raw model output into content, reasoning, tool calls"},
     {NULL, NULL, NULL},
 };
 
