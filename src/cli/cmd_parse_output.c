@@ -121,6 +121,7 @@ static int run_jsonl(const outp_opts *opts) {
     int rc = 0, lineno = 0;
     while ((n = getline(&line, &cap, stdin)) > 0) {
         lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)n) continue;
         json_error_t e;
         json_t *j = json_loadb(line, (size_t)n, JSON_DECODE_ANY, &e);
         if (!json_is_string(j)) {
@@ -138,11 +139,12 @@ static int run_jsonl(const outp_opts *opts) {
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: g4 parse-output [--enable-thinking] [--no-tools] [--jsonl]\n"
+            "usage: g4 parse-output [--enable-thinking] [--no-tools] [--in-reasoning] [--jsonl]\n"
             "  Reads a model's raw generated text (special tokens as text) on stdin and\n"
             "  prints {\"content\", \"reasoning\", \"tool_calls\": [{\"name\", \"arguments\"}]}.\n"
             "  --enable-thinking  the prompt enabled thinking\n"
             "  --no-tools         the request had no tools (bare \"call:\" is plain text)\n"
+            "  --in-reasoning     the prompt ended inside an open <|channel>\n"
             "  --jsonl            each stdin line is a JSON string; one object per line out\n");
 }
 
@@ -152,6 +154,7 @@ int cmd_parse_output(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--enable-thinking")) opts.enable_thinking = true;
         else if (!strcmp(argv[i], "--no-tools")) opts.tools_enabled = false;
+        else if (!strcmp(argv[i], "--in-reasoning")) opts.in_reasoning = true;
         else if (!strcmp(argv[i], "--jsonl")) jsonl = true;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         else { fprintf(stderr, "g4 parse-output: unknown option '%s'\n", argv[i]); usage(stderr); return 2; }

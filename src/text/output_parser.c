@@ -344,7 +344,7 @@ static int step_preamble(outp *p, const char *s, size_t n, bool final, outp_delt
         if (!final) return NEED_MORE;
     }
     if (c == ':') { begin_name(p, ":"); return 1; }
-    if (is_name_char(c)) { begin_name(p, ""); return 0; }
+    if (is_name_char(c) && p->block_calls == 0) { begin_name(p, ""); return 0; }
     /* Debris after a finished call (a doubled brace, a separator) is dropped;
      * anything else means the model left the block without closing it. */
     if (p->block_calls > 0 && strchr("})],;", c)) return 1;
@@ -735,7 +735,11 @@ outp *outp_create(const outp_opts *opts) {
     p->rng = opts->id_seed ? opts->id_seed : os_seed();
     p->state = S_CONTENT;
     p->call_ok = true; /* the start of the output is a boundary */
-    p->implicit_start = opts->enable_thinking;
+    p->implicit_start = opts->enable_thinking && !opts->in_reasoning;
+    if (opts->in_reasoning) {
+        p->state = S_REASONING;
+        p->label_pending = true;
+    }
     return p;
 }
 

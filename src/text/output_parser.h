@@ -52,6 +52,9 @@ typedef struct {
      * model opens anyway is still parsed as reasoning. */
     bool enable_thinking;
     bool tools_enabled;  /* the request carries tools: allow bare "call:" */
+    bool in_reasoning;   /* the prompt ends inside an open <|channel> (a template
+                          * variant opens one after a tool response): the
+                          * output starts as reasoning */
     uint64_t id_seed;    /* seed for tool-call ids; 0 = from the OS */
 } outp_opts;
 
