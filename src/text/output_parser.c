@@ -80,6 +80,7 @@ struct outp {
     bool oom;
     int state, sub;
     bool call_ok;        /* a bare "call:NAME{" here is a tool call */
+    bool said[2];        /* some content / reasoning was emitted (by outp_kind) */
     bool label_pending;  /* reasoning just opened: drop a "thought\n" label */
     bool implicit_start; /* thinking on, nothing read: "thought\n" opens reasoning */
     bool in_block;       /* between <|tool_call> and <tool_call|> */
@@ -227,9 +228,11 @@ static outp_kind text_kind(const outp *p) {
 
 /* Emits text of the current kind, preceded by the held whitespace. */
 static void emit_text(outp *p, outp_deltas *out, const char *s, size_t n) {
-    emit(p, out, text_kind(p), -1, p->ws.s, p->ws.n);
+    outp_kind kind = text_kind(p);
+    if (p->said[kind]) emit(p, out, kind, -1, p->ws.s, p->ws.n); /* else leading ws */
     sb_clear(&p->ws);
-    emit(p, out, text_kind(p), -1, s, n);
+    emit(p, out, kind, -1, s, n);
+    p->said[kind] = true;
     p->call_ok = false;
 }
 

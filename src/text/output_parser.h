@@ -25,7 +25,8 @@
  *
  * Whitespace in content and reasoning is held until more text of the same
  * kind follows, so whitespace right before a tool call, a channel switch or
- * the end of the output is dropped.
+ * the end of the output is dropped; so is whitespace before the first
+ * content and before the first reasoning ("<channel|>\n\nHi" gives "Hi").
  *
  * End of output (outp_finish, also on truncation at max_tokens): a call whose
  * arguments had begun ("call:NAME{" seen) is always completed: an open string
