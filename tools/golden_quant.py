@@ -325,7 +325,8 @@ def main(argv):
             if method == "max":
                 # max calibration: every block's dequant error is within half an
                 # e4m3 step of the block amax (|x| <= 448 -> rel step <= 1/8).
-                bound = float(s.max()) * 16.0 + 1e-30
+                # half a step is 16 units of the scale; fp32 rounding of q*s can add an ulp
+                bound = float(s.max()) * 16.5 + 1e-30
                 if float((deq - w32).abs().max()) > bound:
                     raise RuntimeError(f"{name}: max-calibrated error out of bounds")
                 # sign of zero must survive
