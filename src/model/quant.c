@@ -6,12 +6,13 @@
 
 void g4_mse_multipliers(float out[G4_MSE_STEPS]) {
     /* torch.linspace for float: step in fp32; the first half counts up from
-     * start, the second half down from end. */
+     * start, the second half down from end, each a fused multiply-add (what
+     * its vectorized CPU kernel does; checked against torch's values). */
     const float start = 0.25f, end = 4.0f;
     const float step = (end - start) / (float)(G4_MSE_STEPS - 1);
     const int halfway = G4_MSE_STEPS / 2;
     for (int i = 0; i < G4_MSE_STEPS; i++)
-        out[i] = i < halfway ? start + step * (float)i : end - step * (float)(G4_MSE_STEPS - i - 1);
+        out[i] = i < halfway ? fmaf(step, (float)i, start) : fmaf(-step, (float)(G4_MSE_STEPS - i - 1), end);
 }
 
 typedef struct {
