@@ -6,6 +6,7 @@
 
 static const g4_command commands[] = {
     /* one line per subcommand; keep alphabetical */
+    {"template", cmd_template, "render OpenAI chat requests with the Gemma 4 chat template"},
     {NULL, NULL, NULL},
 };
 
