@@ -135,7 +135,12 @@ ODD_TOOLS = [
                                           "b": {"type": "string"}, "A": {"type": "string"},
                                           "a": {"type": "integer"}, "B": {"type": "boolean"},
                                           "_x": {"type": "string"}, "é": {"type": "string"},
-                                          "Z1": {"type": "string"}}}}},
+                                          "Z1": {"type": "string"}, "Éa": {"type": "string"},
+                                          "éb": {"type": "string"}, "Ωz": {"type": "string"},
+                                          "ωa": {"type": "string"}, "Ža": {"type": "string"},
+                                          "žb": {"type": "string"}, "Ёx": {"type": "string"},
+                                          "еy": {"type": "string"}, "Ŀ": {"type": "string"},
+                                          "ŀ0": {"type": "string"}}}}},
     {"type": "function", "function": {"name": "obj_no_props", "description": "map",
                                       "parameters": {"type": "object", "properties": {
                                           "m": {"type": "object", "nullable": True,
@@ -154,6 +159,23 @@ ODD_TOOLS = [
                                               "properties": ["not", "a", "map"],
                                               "description": "list items"}},
                                           "l4": {"type": "array", "items": [{"type": "string"}]},
+                                      }}}},
+    {"type": "function", "function": {"name": "py_values", "description": True,
+                                      "parameters": {"type": "object", "properties": {
+                                          "d": {"type": "string", "description": {
+                                              "k": "é\x01\u200b\U0001F600\x7f\xa0\ue000",
+                                              "q": "it's \"quoted\"", "b": True, "f": False,
+                                              "n": None, "l": [1.5, -2, {}], "\\": "\t\n\r"}},
+                                          "n0": {"type": "integer", "nullable": 0.0,
+                                                 "description": 0.25},
+                                          "u1": {"type": "straße", "description": "ß"},
+                                          "u2": {"type": "Ärray", "items": {"type": "ÿ"}},
+                                          "u3": {"type": "array", "items": {
+                                              "type": {"string": 1, "ñull": 2}}},
+                                          "u4": {"type": "objeçt", "enum": ["Ωmega"]},
+                                          "u5": {"type": "string", "enum": ["x"],
+                                                 "description": "ĳ ŀ ő ź Ÿ ж ё ς µ"},
+                                          "u6": {"type": "ĳŀőźÿжёςµ"},
                                       }}}},
     {"type": "function", "function": {"name": "unicode_tool",
                                       "description": "Übersetze — 翻译 🌍 text\nline2",
@@ -181,6 +203,8 @@ USER_TEXTS = [
     "\u2028line separator\u2029",
     "Math: 3 < 5 && 5 > 3",
     "null",
+    "\x1c\x85\u2003 odd spaces \u205f\u200b",
+    "\u200bzero width is not space\u200b",
 ]
 
 MODEL_TEXTS = [
