@@ -163,7 +163,7 @@ ODD_TOOLS = [
     {"type": "function", "function": {"name": "py_values", "description": True,
                                       "parameters": {"type": "object", "properties": {
                                           "d": {"type": "string", "description": {
-                                              "k": "é\x01\u200b\U0001F600\x7f\xa0\ue000",
+                                              "k": "é\x01\u200b\U0001F600\x7f\xa0\ue000\U000F0001中",
                                               "q": "it's \"quoted\"", "b": True, "f": False,
                                               "n": None, "l": [1.5, -2, {}], "\\": "\t\n\r"}},
                                           "n0": {"type": "integer", "nullable": 0.0,
@@ -176,6 +176,8 @@ ODD_TOOLS = [
                                           "u5": {"type": "string", "enum": ["x"],
                                                  "description": "ĳ ŀ ő ź Ÿ ж ё ς µ"},
                                           "u6": {"type": "ĳŀőźÿжёςµ"},
+                                          "r1": {"type": "object", "required": {"x": 1, "y": 2},
+                                                 "properties": {"x": {"type": "string"}}},
                                       }}}},
     {"type": "function", "function": {"name": "unicode_tool",
                                       "description": "Übersetze — 翻译 🌍 text\nline2",
@@ -359,6 +361,12 @@ def fixed_cases():
         req([U, {"role": "assistant", "tool_calls": [
             {"id": 7, "type": "function", "function": {"name": "num_id", "arguments": "{}"}}]},
              {"role": "tool", "tool_call_id": 7.0, "content": {"k": "v"} and "r"}]),
+        req([U, {"role": "assistant", "tool_calls": [
+            {"id": 3, "type": "function", "function": {"name": "int_id", "arguments": "{}"}},
+            {"id": [1, {"a": 2}], "type": "function", "function": {"name": "list_id",
+                                                                   "arguments": {}}}]},
+             {"role": "tool", "tool_call_id": 3, "content": "r3"},
+             {"role": "tool", "tool_call_id": [1, {"a": 2}], "content": "rl"}]),
         # legacy tool_responses
         req([U, {"role": "assistant", "content": "", "tool_calls": [call(random.Random(1), 1)],
                  "tool_responses": [{"name": "get_weather", "response": {"temp": 21, "unit": "C"}},
