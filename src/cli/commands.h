@@ -14,5 +14,6 @@ int cmd_inspect(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_parse_output(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@ static const g4_command commands[] = {
     {"parse-output", cmd_parse_output, "split raw model output into content, reasoning, tool calls"},
     {"quantize", cmd_quantize, "BF16 checkpoint -> fp8_pb_wo checkpoint (ModelOpt layout)"},
     {"synth", cmd_synth, "write a synthetic checkpoint with the real names, shapes and JSON"},
+    {"template", cmd_template, "render OpenAI chat requests with the Gemma 4 chat template"},
     {NULL, NULL, NULL},
 };
 
