@@ -11,7 +11,11 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter 
 # jansson and libevent are linked statically so build/g4 runs on other Linux hosts.
 LDLIBS  += -Wl,-Bstatic -ljansson -levent -Wl,-Bdynamic -lm -fopenmp -pthread
 
-BUILD   := build
+BUILD   ?= build
+# STATIC_OMP=1: link libgomp statically too (binaries carried to the GPU machine)
+ifeq ($(STATIC_OMP),1)
+LDLIBS  := $(filter-out -fopenmp,$(LDLIBS)) -Wl,-Bstatic -lgomp -Wl,-Bdynamic -ldl
+endif
 LIB_SRC := $(wildcard src/util/*.c src/model/*.c src/text/*.c src/engine/*.c \
                       src/cpu/*.c src/server/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -82,3 +86,6 @@ $(BUILD)/fuzz_safetensors_header: fuzz/fuzz_safetensors_header.c $(FUZZ_SRC)
 fuzz: $(BUILD)/fuzz_safetensors_header
 	mkdir -p fuzz/corpus-work
 	$(BUILD)/fuzz_safetensors_header -max_total_time=$(FUZZ_SECONDS) -max_len=4096 fuzz/corpus-work fuzz/corpus
+
+# The quantizer's inner loop is worth full vectorization.
+$(BUILD)/src/model/quant.o: OPT = -O3 -Wno-psabi
