@@ -13,10 +13,10 @@ $g4 quantize --in "$work/bf16" --out "$work/fp8" --calib mse --kv-cache fp8 2>&1
 t2=$(date +%s.%N)
 $g4 inspect "$work/fp8" | tail -8
 du -sh "$work/bf16" "$work/fp8"
-echo "synth_12b_bf16_s $(echo "$t1 - $t0" | bc)"
-echo "quantize_12b_mse_s $(echo "$t2 - $t1" | bc)"
+echo "synth_12b_bf16_s $(awk "BEGIN{print $t1 - $t0}")"
+echo "quantize_12b_mse_s $(awk "BEGIN{print $t2 - $t1}")"
 rm -rf "$work/fp8"
 t3=$(date +%s.%N)
 $g4 quantize --in "$work/bf16" --out "$work/fp8" --calib max 2>&1 | tail -1
 t4=$(date +%s.%N)
-echo "quantize_12b_max_s $(echo "$t4 - $t3" | bc)"
+echo "quantize_12b_max_s $(awk "BEGIN{print $t4 - $t3}")"
