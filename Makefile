@@ -59,8 +59,11 @@ $(BUILD)/tests/test_%: tests/test_%.c $(BUILD)/tests/test_main.o $(BUILD)/libg4.
 test: $(BUILD)/g4 $(TEST_BIN)
 	tests/run.sh $(TEST_BIN)
 
-# The small built-in demo: make run [MODEL=dir]
-run: $(BUILD)/g4
+# Fresh machine: install, build, and generate with the small built-in demo
+# model (or MODEL=dir, a real checkpoint).
+run:
+	tools/setup.sh
+	$(MAKE) all
 	tools/run_demo.sh $(MODEL)
 
 clean:
