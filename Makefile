@@ -26,11 +26,12 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TESTS:tests/%.c=$(BUILD)/tests/%)
 
 ifeq ($(CUDA),1)
+CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
 CUDA_SRC := $(wildcard src/cuda/*.cu)
-CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cuda/*.c))
 NVFLAGS  ?= -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc -lineinfo
-CFLAGS   += -DG4_HAVE_CUDA=$(if $(CUDA_SRC),1,0)
-LDLIBS   += $(if $(CUDA_SRC),-L$(dir $(NVCC))../lib64 -lcudart_static -lcublasLt -lcublas -ldl -lrt -lstdc++)
+CFLAGS   += -DG4_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 endif
 
 .PHONY: all test run clean fuzz
@@ -92,3 +93,6 @@ fuzz: $(BUILD)/fuzz_safetensors_header
 
 # The quantizer's inner loop is worth full vectorization.
 $(BUILD)/src/model/quant.o: OPT = -O3 -Wno-psabi
+
+# nvcc objects: rebuild when any header changes (nvcc writes no .d files here)
+$(filter %.o,$(CUDA_SRC:%.cu=$(BUILD)/%.o)): $(wildcard src/*/*.h src/cuda/*.cuh)

@@ -10,6 +10,7 @@ typedef struct {
 } g4_command;
 
 /* one declaration per subcommand, each defined in src/cli/cmd_<name>.c */
+int cmd_bench(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);

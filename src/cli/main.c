@@ -6,6 +6,7 @@
 
 static const g4_command commands[] = {
     /* one line per subcommand; keep alphabetical */
+    {"bench", cmd_bench, "time prefill (TTFT) and decode (ITL) against the bandwidth floor"},
     {"inspect", cmd_inspect, "describe a checkpoint: geometry, tensors, quantization, repaired NaN bytes"},
     {"parse-output", cmd_parse_output, "split raw model output into content, reasoning, tool calls"},
     {"quantize", cmd_quantize, "BF16 checkpoint -> fp8_pb_wo checkpoint (ModelOpt layout)"},

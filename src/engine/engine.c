@@ -1,6 +1,6 @@
 /* Engine: model + KV cache + sequence slots on a backend (see engine.h).
- * Only the CPU backend exists so far; the CUDA one plugs in at the
- * g4_engine_forward dispatch. */
+ * The CPU reference backend, or the CUDA one when built with nvcc
+ * (G4_HAVE_CUDA) and asked for. */
 #include "engine/engine.h"
 
 #include <stdlib.h>
@@ -8,11 +8,19 @@
 
 #include "cpu/forward.h"
 #include "model/weights.h"
+#include "engine/sampler.h"
+#include "util/progress.h"
+#if G4_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 struct g4_engine {
     g4_engine_opts opts;
     g4_weights *weights;
-    g4_kv_cache *kv;
+    g4_kv_cache *kv;  /* CPU backend */
+#if G4_HAVE_CUDA
+    g4_cuda *cuda;    /* CUDA backend */
+#endif
     int *seq_len;     /* [max_seqs]; -1 = free slot */
 };
 
@@ -34,11 +42,18 @@ static g4_kv_cache *make_cache(const g4_weights *w, const g4_engine_opts *o, g4_
     return kv;
 }
 
+/* The backend's own state: a KV cache in host memory, or the GPU's. */
+static int make_backend(g4_engine *e, g4_err *err) {
+    if (e->opts.device == G4_DEVICE_CPU) return (e->kv = make_cache(e->weights, &e->opts, err)) ? 0 : -1;
+#if G4_HAVE_CUDA
+    e->cuda = g4_cuda_create(e->weights, e->opts.kv_dtype, e->opts.max_seqs, e->opts.max_context, err);
+    return e->cuda ? 0 : -1;
+#else
+    return g4_errorf(err, "this build has no CUDA backend (built without nvcc); use --device cpu");
+#endif
+}
+
 g4_engine *g4_engine_create(const char *model_dir, const g4_engine_opts *opts, g4_err *err) {
-    if (opts->device != G4_DEVICE_CPU) {
-        g4_errorf(err, "this build has no CUDA backend; use --device cpu");
-        return NULL;
-    }
     if (opts->max_seqs <= 0 || opts->max_context <= 0) {
         g4_errorf(err, "max_seqs and max_context must be positive");
         return NULL;
@@ -51,7 +66,7 @@ g4_engine *g4_engine_create(const char *model_dir, const g4_engine_opts *opts, g
         g4_errorf(err, "%s is an assistant (drafter) model; it cannot run on its own", model_dir);
         goto fail;
     }
-    if (!(e->kv = make_cache(e->weights, opts, err))) goto fail;
+    if (make_backend(e, err)) goto fail;
     e->seq_len = malloc(sizeof(int) * opts->max_seqs);
     for (int s = 0; s < opts->max_seqs; s++) e->seq_len[s] = -1;
     return e;
@@ -63,6 +78,9 @@ fail:
 void g4_engine_free(g4_engine *e) {
     if (!e) return;
     g4_kv_free(e->kv);
+#if G4_HAVE_CUDA
+    g4_cuda_free(e->cuda);
+#endif
     g4_weights_free(e->weights);
     free(e->seq_len);
     free(e);
@@ -105,17 +123,56 @@ static int check_items(const g4_engine *e, const g4_batch_item *items, int n, g4
     return 0;
 }
 
+static int backend_forward(g4_engine *e, const g4_batch_item *it, float *out, g4_err *err) {
+#if G4_HAVE_CUDA
+    if (e->cuda)
+        return g4_cuda_forward(e->cuda, it->seq, e->seq_len[it->seq], it->tokens, it->n_tokens, it->all_logits, out,
+                               err);
+#endif
+    return cpu_forward(e->weights, e->kv, it->seq, e->seq_len[it->seq], it->tokens, it->n_tokens, it->all_logits, out,
+                       err);
+}
+
 int g4_engine_forward(g4_engine *e, const g4_batch_item *items, int n_items, float *logits, g4_err *err) {
     if (check_items(e, items, n_items, err)) return -1;
     const size_t vocab = (size_t)e->weights->cfg.vocab_size;
     float *out = logits;
     for (int i = 0; i < n_items; i++) {
         const g4_batch_item *it = &items[i];
-        if (cpu_forward(e->weights, e->kv, it->seq, e->seq_len[it->seq], it->tokens, it->n_tokens, it->all_logits,
-                        out, err))
-            return g4_err_wrap(err, "sequence %d", it->seq);
+        if (backend_forward(e, it, out, err)) return g4_err_wrap(err, "sequence %d", it->seq);
         out += vocab * (it->all_logits ? it->n_tokens : 1);
     }
     for (int i = 0; i < n_items; i++) e->seq_len[items[i].seq] += items[i].n_tokens;
     return 0;
 }
+
+int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t *out, float *step_ms, g4_err *err) {
+    if (seq < 0 || seq >= e->opts.max_seqs || e->seq_len[seq] < 0)
+        return g4_errorf(err, "sequence %d is not allocated", seq);
+    if (e->seq_len[seq] + n > e->opts.max_context)
+        return g4_errorf(err, "%d + %d tokens exceed the context limit of %d", e->seq_len[seq], n, e->opts.max_context);
+#if G4_HAVE_CUDA
+    if (e->cuda) {
+        if (g4_cuda_decode_greedy(e->cuda, seq, e->seq_len[seq], first, n, out, step_ms, err)) return -1;
+        e->seq_len[seq] += n;
+        return 0;
+    }
+#endif
+    const g4_config *c = &e->weights->cfg;
+    float *logits = malloc(sizeof(float) * c->vocab_size);
+    int32_t tok = first;
+    for (int i = 0; i < n; i++) {
+        double t0 = g4_now();
+        g4_batch_item it = {seq, &tok, 1, false};
+        if (g4_engine_forward(e, &it, 1, logits, err)) {
+            free(logits);
+            return -1;
+        }
+        tok = out[i] = g4_argmax(logits, c->vocab_size, (int[]){c->eoi_token_id, c->eoa_token_id}, 2);
+        if (step_ms) step_ms[i] = (float)((g4_now() - t0) * 1e3);
+    }
+    free(logits);
+    return 0;
+}
+
+const g4_weights *g4_engine_weights(const g4_engine *e) { return e->weights; }

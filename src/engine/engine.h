@@ -14,6 +14,7 @@
 
 #include "engine/kv_cache.h"
 #include "model/config.h"
+#include "model/weights.h"
 #include "util/err.h"
 
 typedef enum { G4_DEVICE_CPU, G4_DEVICE_CUDA } g4_device;
@@ -51,5 +52,13 @@ typedef struct {
  * n_tokens rows for all_logits items, one otherwise. On error nothing is
  * appended to any sequence. */
 int g4_engine_forward(g4_engine *e, const g4_batch_item *items, int n_items, float *logits, g4_err *err);
+
+/* Greedy decode of n steps: feeds `first`, then each chosen token (on the GPU
+ * each step is one CUDA graph replay). out[i] is the i-th generated token;
+ * step_ms[i] (may be NULL) the time of step i. The sequence grows by n. */
+int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t *out, float *step_ms, g4_err *err);
+
+/* The loaded weights (for sizes in reports). */
+const g4_weights *g4_engine_weights(const g4_engine *e);
 
 #endif

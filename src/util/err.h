@@ -6,6 +6,10 @@
 
 #include <stdarg.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     char msg[1024];
 } g4_err;
@@ -16,5 +20,9 @@ int g4_errorf(g4_err *err, const char *fmt, ...) __attribute__((format(printf, 2
 
 /* Prefixes an existing message with more context: "ctx: old message". */
 int g4_err_wrap(g4_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

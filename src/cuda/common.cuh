@@ -1,0 +1,68 @@
+/* Shared device helpers for the CUDA kernels. */
+#ifndef G4_CUDA_COMMON_CUH
+#define G4_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <stdint.h>
+
+#define G4K_WARP 32
+
+/* Four E4M3 codes (one 32-bit word) -> four floats, exactly (E4M3 fits in FP16). */
+__device__ __forceinline__ void g4k_fp8x4_to_f32(uint32_t v, float *out) {
+    __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(v & 0xffffu), __NV_E4M3);
+    __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(v >> 16), __NV_E4M3);
+    float2 a = __half22float2(*reinterpret_cast<__half2 *>(&lo));
+    float2 b = __half22float2(*reinterpret_cast<__half2 *>(&hi));
+    out[0] = a.x, out[1] = a.y, out[2] = b.x, out[3] = b.y;
+}
+
+__device__ __forceinline__ float g4k_fp8_to_f32(uint8_t code) {
+    __half_raw h = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)code, __NV_E4M3);
+    return __half2float(*reinterpret_cast<__half *>(&h));
+}
+
+/* Round to nearest even, saturating to +-448 (same as the CPU encoder). */
+__device__ __forceinline__ uint8_t g4k_f32_to_fp8(float x) {
+    return (uint8_t)__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
+}
+
+__device__ __forceinline__ float g4k_bf16_to_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
+
+__device__ __forceinline__ uint16_t g4k_f32_to_bf16(float f) {
+    __nv_bfloat16 h = __float2bfloat16_rn(f);
+    return *reinterpret_cast<uint16_t *>(&h);
+}
+
+__device__ __forceinline__ float g4k_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets it. */
+__device__ __forceinline__ float g4k_block_sum(float v, float *shared32) {
+    v = g4k_warp_sum(v);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, n = blockDim.x / 32;
+    __syncthreads();
+    if (lane == 0) shared32[warp] = v;
+    __syncthreads();
+    v = lane < n ? shared32[lane] : 0.0f;
+    return g4k_warp_sum(v);
+}
+
+/* Streaming 16-byte load that does not pollute L1 (weights are read once per step). */
+__device__ __forceinline__ uint4 g4k_ld_stream(const void *p) {
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+}
+
+__device__ __forceinline__ float g4k_gelu_tanh(float x) {
+    const float k = 0.7978845608028654f;
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+#endif

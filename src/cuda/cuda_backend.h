@@ -1,0 +1,44 @@
+/* The CUDA backend behind the engine API: weights uploaded once (FP8 stays
+ * FP8), a KV cache per sequence slot on the GPU, the forward pass as a
+ * sequence of kernel launches (src/cuda/kernels.h), and a greedy decode loop
+ * whose step is one CUDA graph. Built only when nvcc is present. */
+#ifndef G4_CUDA_BACKEND_H
+#define G4_CUDA_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/kv_cache.h"
+#include "model/weights.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct g4_cuda g4_cuda;
+
+g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int max_context, g4_err *err);
+void g4_cuda_free(g4_cuda *c);
+
+/* Appends n tokens of sequence seq at positions pos0.. and copies logits to
+ * the host: every token's (all_logits) or the last one's. */
+int g4_cuda_forward(g4_cuda *c, int seq, int pos0, const int32_t *tokens, int n, bool all_logits, float *logits,
+                    g4_err *err);
+
+/* Greedy decode on the GPU: feeds `first` at pos0, then each argmax, n steps,
+ * each step one CUDA graph replay. out[i]: the i-th generated token;
+ * step_ms[i] (may be NULL): GPU time of step i, from events between replays. */
+int g4_cuda_decode_greedy(g4_cuda *c, int seq, int pos0, int32_t first, int n, int32_t *out, float *step_ms,
+                          g4_err *err);
+
+/* Read bandwidth of this GPU in GB/s (a streaming read of `bytes`, median of reps). */
+double g4_cuda_read_bandwidth(uint64_t bytes, int reps, g4_err *err);
+
+/* Name of the GPU, for reports. */
+const char *g4_cuda_device_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

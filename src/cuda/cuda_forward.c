@@ -1,0 +1,319 @@
+/* The Gemma 4 forward pass on the GPU: the same steps as src/cpu/forward.c,
+ * each a kernel launch (src/cuda/kernels.h). Activations are fp32 [tokens][width]
+ * device arrays; a call handles up to CHUNK tokens at a time (longer prompts
+ * are prefilled chunk by chunk, the KV cache carrying the earlier chunks), and
+ * the GEMVs take up to GEMV_M tokens per pass over the weights. */
+#include "cuda/cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/kernels.h"
+#include "util/numerics.h"
+
+#define CHUNK 64  /* tokens per forward chunk */
+#define GEMV_M 8  /* tokens per GEMV launch */
+
+typedef struct {
+    g4_dmatrix q, k, v, o, gate, up, down;
+    float *q_norm, *k_norm, *input_norm, *post_attn_norm, *pre_ffn_norm, *post_ffn_norm;
+    float layer_scalar, k_scale, v_scale;
+} layer_dev;
+
+struct g4_cuda {
+    g4_config cfg;
+    cudaStream_t stream;
+    layer_dev *layers;
+    uint16_t *embed;             /* [vocab][hidden] BF16, tied head */
+    float *final_norm;
+    g4k_kv_dtype kv_dtype;
+    int max_seqs, max_context;
+    void **k_cache, **v_cache;   /* [seq * n_layers + layer] -> [max_context][kv_dim] */
+    /* scratch for CHUNK tokens */
+    float *h, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
+    int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
+    int32_t *hist;               /* [max_context + 1] greedy outputs by position */
+    int *pos;                    /* [max_seqs + 1] device positions; the last one is the scratch slot */
+    cudaGraphExec_t graph;
+    int graph_seq;
+    void **allocs;
+    int n_allocs;
+};
+
+static int cuda_fail(g4_err *err, cudaError_t e, const char *what) {
+    return g4_errorf(err, "CUDA: %s: %s", what, cudaGetErrorString(e));
+}
+#define CK(call, what) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) return cuda_fail(err, e_, what); } while (0)
+
+static void *dev_alloc(g4_cuda *c, size_t bytes, g4_err *err) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        g4_errorf(err, "CUDA: cannot allocate %.1f MB on the GPU: %s", bytes / 1e6, cudaGetErrorString(e));
+        return NULL;
+    }
+    c->allocs = realloc(c->allocs, sizeof(void *) * (c->n_allocs + 1));
+    c->allocs[c->n_allocs++] = p;
+    return p;
+}
+
+static void *upload(g4_cuda *c, const void *host, size_t bytes, g4_err *err) {
+    void *d = dev_alloc(c, bytes, err);
+    if (d && cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
+        g4_errorf(err, "CUDA: upload of %.1f MB failed", bytes / 1e6);
+        return NULL;
+    }
+    return d;
+}
+
+static int upload_matrix(g4_cuda *c, g4_dmatrix *d, const g4_matrix *m, g4_err *err) {
+    memset(d, 0, sizeof *d);
+    if (!m->data) return 0;
+    d->rows = m->rows, d->cols = m->cols, d->fp8 = m->format == G4_MAT_FP8_BLOCK;
+    size_t n = (size_t)m->rows * m->cols;
+    if (!(d->data = upload(c, m->data, d->fp8 ? n : 2 * n, err))) return -1;
+    if (d->fp8 && !(d->scales = upload(c, m->scales, sizeof(float) * g4_qblocks(m->rows) * g4_qblocks(m->cols), err)))
+        return -1;
+    return 0;
+}
+
+static float *upload_vec(g4_cuda *c, const float *v, int n, g4_err *err) {
+    return v ? upload(c, v, sizeof(float) * n, err) : NULL;
+}
+
+static int upload_layer(g4_cuda *c, const g4_weights *w, int l, g4_err *err) {
+    const g4_layer_weights *lw = &w->layers[l];
+    layer_dev *d = &c->layers[l];
+    const int hd = c->cfg.layer[l].head_dim, hidden = c->cfg.hidden;
+    if (upload_matrix(c, &d->q, &lw->q, err) || upload_matrix(c, &d->k, &lw->k, err) ||
+        upload_matrix(c, &d->v, &lw->v, err) || upload_matrix(c, &d->o, &lw->o, err) ||
+        upload_matrix(c, &d->gate, &lw->gate, err) || upload_matrix(c, &d->up, &lw->up, err) ||
+        upload_matrix(c, &d->down, &lw->down, err))
+        return -1;
+    if (!(d->q_norm = upload_vec(c, lw->q_norm, hd, err)) || !(d->k_norm = upload_vec(c, lw->k_norm, hd, err)) ||
+        !(d->input_norm = upload_vec(c, lw->input_norm, hidden, err)) ||
+        !(d->post_attn_norm = upload_vec(c, lw->post_attn_norm, hidden, err)) ||
+        !(d->pre_ffn_norm = upload_vec(c, lw->pre_ffn_norm, hidden, err)) ||
+        !(d->post_ffn_norm = upload_vec(c, lw->post_ffn_norm, hidden, err)))
+        return -1;
+    d->layer_scalar = lw->layer_scalar;
+    d->k_scale = c->kv_dtype == G4K_KV_FP8 ? lw->k_scale : 1.0f;
+    d->v_scale = c->kv_dtype == G4K_KV_FP8 ? lw->v_scale : 1.0f;
+    return 0;
+}
+
+static int alloc_cache(g4_cuda *c, g4_err *err) {
+    const size_t elem = c->kv_dtype == G4K_KV_F32 ? 4 : c->kv_dtype == G4K_KV_BF16 ? 2 : 1;
+    const int L = c->cfg.n_layers;
+    c->k_cache = calloc((size_t)c->max_seqs * L, sizeof(void *));
+    c->v_cache = calloc((size_t)c->max_seqs * L, sizeof(void *));
+    for (int s = 0; s < c->max_seqs; s++) {
+        for (int l = 0; l < L; l++) {
+            /* sliding layers only ever need `window` rows; a ring buffer will use that */
+            size_t bytes = (size_t)c->max_context * g4_layer_kv_dim(&c->cfg, l) * elem;
+            if (!(c->k_cache[s * L + l] = dev_alloc(c, bytes, err)) || !(c->v_cache[s * L + l] = dev_alloc(c, bytes, err)))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int max_width(const g4_config *cfg) {
+    int m = cfg->hidden > cfg->ffn ? cfg->hidden : cfg->ffn;
+    for (int l = 0; l < cfg->n_layers; l++) m = g4_layer_q_dim(cfg, l) > m ? g4_layer_q_dim(cfg, l) : m;
+    return m;
+}
+
+static int alloc_scratch(g4_cuda *c, g4_err *err) {
+    const size_t wide = (size_t)CHUNK * max_width(&c->cfg) * sizeof(float);
+    const size_t hid = (size_t)CHUNK * c->cfg.hidden * sizeof(float);
+    if (!(c->h = dev_alloc(c, hid, err)) || !(c->x = dev_alloc(c, hid, err)) || !(c->q = dev_alloc(c, wide, err)) ||
+        !(c->k = dev_alloc(c, wide, err)) || !(c->v = dev_alloc(c, wide, err)) ||
+        !(c->attn = dev_alloc(c, wide, err)) || !(c->proj = dev_alloc(c, hid, err)) ||
+        !(c->ffn = dev_alloc(c, wide, err)) ||
+        !(c->logits = dev_alloc(c, (size_t)GEMV_M * c->cfg.vocab_size * sizeof(float), err)) ||
+        !(c->tokens = dev_alloc(c, CHUNK * sizeof(int32_t), err)) ||
+        !(c->hist = dev_alloc(c, (size_t)(c->max_context + 1) * sizeof(int32_t), err)) ||
+        !(c->pos = dev_alloc(c, (c->max_seqs + 1) * sizeof(int), err)))
+        return -1;
+    return 0;
+}
+
+g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int max_context, g4_err *err) {
+    int n_dev = 0;
+    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+        g4_errorf(err, "CUDA: no GPU found (use --device cpu)");
+        return NULL;
+    }
+    g4_cuda *c = calloc(1, sizeof *c);
+    c->cfg = w->cfg;
+    c->kv_dtype = kv == G4_KV_F32 ? G4K_KV_F32 : kv == G4_KV_BF16 ? G4K_KV_BF16 : G4K_KV_FP8;
+    c->max_seqs = max_seqs, c->max_context = max_context, c->graph_seq = -1;
+    c->layers = calloc(c->cfg.n_layers, sizeof *c->layers);
+    int rc = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking) == cudaSuccess ? 0
+             : g4_errorf(err, "CUDA: cannot create a stream");
+    for (int l = 0; l < c->cfg.n_layers && !rc; l++) rc = upload_layer(c, w, l, err);
+    if (!rc && !(c->embed = upload(c, w->embed.data, 2ull * w->embed.rows * w->embed.cols, err))) rc = -1;
+    if (!rc && !(c->final_norm = upload_vec(c, w->final_norm, c->cfg.hidden, err))) rc = -1;
+    if (!rc) rc = alloc_cache(c, err) || alloc_scratch(c, err);
+    if (rc) {
+        g4_cuda_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void g4_cuda_free(g4_cuda *c) {
+    if (!c) return;
+    if (c->graph) cudaGraphExecDestroy(c->graph);
+    for (int i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i]);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    free(c->allocs);
+    free(c->k_cache);
+    free(c->v_cache);
+    free(c->layers);
+    free(c);
+}
+
+/* ------------------------------------------------------------ the forward pass */
+
+static g4k_attn attn_geometry(const g4_cuda *c, int seq, int l) {
+    const g4_layer_geom *g = &c->cfg.layer[l];
+    g4k_attn a = {.n_heads = c->cfg.n_heads, .n_kv_heads = g->n_kv_heads, .head_dim = g->head_dim,
+                  .rope_pairs = g->rope_pairs, .rope_theta = g->rope_theta, .window = g->window,
+                  .eps = c->cfg.rms_eps, .kv_dtype = c->kv_dtype, .k_scale = c->layers[l].k_scale,
+                  .v_scale = c->layers[l].v_scale, .k_cache = c->k_cache[seq * c->cfg.n_layers + l],
+                  .v_cache = c->v_cache[seq * c->cfg.n_layers + l]};
+    return a;
+}
+
+/* y = x W^T for n tokens, GEMV_M tokens per pass over the weights. */
+static void gemv_tokens(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int n, cudaStream_t s) {
+    for (int t = 0; t < n; t += GEMV_M) {
+        float *ys[3];
+        for (int i = 0; i < n_mats; i++) ys[i] = y[i] + (size_t)t * w[i].rows;
+        g4k_gemv(w, ys, n_mats, x + (size_t)t * w[0].cols, n - t < GEMV_M ? n - t : GEMV_M, s);
+    }
+}
+
+static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cudaStream_t s) {
+    for (int t = 0; t < n; t += GEMV_M)
+        g4k_gemv_geglu(&d->gate, &d->up, y + (size_t)t * d->gate.rows, x + (size_t)t * d->gate.cols,
+                       n - t < GEMV_M ? n - t : GEMV_M, s);
+}
+
+/* One decoder layer for n tokens; c->x holds rms(h; input_norm) on entry and
+ * the next layer's normed input (or the final norm's output) on exit. */
+static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
+    const g4_config *cfg = &c->cfg;
+    const layer_dev *d = &c->layers[l];
+    const g4_layer_geom *g = &cfg->layer[l];
+    cudaStream_t s = c->stream;
+    g4k_attn a = attn_geometry(c, seq, l);
+    const size_t kv_bytes = sizeof(float) * n * g4_layer_kv_dim(cfg, l);
+    if (g->k_eq_v) {
+        g4_dmatrix qk[2] = {d->q, d->k};
+        float *ys[2] = {c->q, c->k};
+        gemv_tokens(qk, ys, 2, c->x, n, s);
+        cudaMemcpyAsync(c->v, c->k, kv_bytes, cudaMemcpyDeviceToDevice, s); /* V is the raw k_proj output */
+    } else {
+        g4_dmatrix qkv[3] = {d->q, d->k, d->v};
+        float *ys[3] = {c->q, c->k, c->v};
+        gemv_tokens(qkv, ys, 3, c->x, n, s);
+    }
+    g4k_qkv_post(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, pos0, n, s);
+    g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, s);
+    float *proj = c->proj;
+    gemv_tokens(&d->o, &proj, 1, c->attn, n, s);
+    g4k_residual_norm(c->h, c->proj, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden, cfg->rms_eps, s);
+    geglu_tokens(d, c->ffn, c->x, n, s);
+    gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
+    const float *next = l + 1 < cfg->n_layers ? c->layers[l + 1].input_norm : c->final_norm;
+    g4k_residual_norm(c->h, c->proj, d->post_ffn_norm, d->layer_scalar, c->x, next, n, cfg->hidden, cfg->rms_eps, s);
+}
+
+/* Embedding through the final norm for n <= CHUNK tokens already in c->tokens. */
+static void stack_forward(g4_cuda *c, int seq, const int *pos0, int n) {
+    const g4_config *cfg = &c->cfg;
+    g4k_embed(c->h, c->embed, c->tokens, n, cfg->hidden, g4_round_bf16(sqrtf((float)cfg->hidden)), c->stream);
+    g4k_rmsnorm(c->x, c->h, c->layers[0].input_norm, n, cfg->hidden, cfg->rms_eps, c->stream);
+    for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, seq, l, pos0, n);
+}
+
+static int logits_to_host(g4_cuda *c, int first_row, int n_rows, float *out, g4_err *err) {
+    const g4_config *cfg = &c->cfg;
+    for (int r = 0; r < n_rows; r += GEMV_M) {
+        const int m = n_rows - r < GEMV_M ? n_rows - r : GEMV_M;
+        g4k_lm_head(c->logits, c->x + (size_t)(first_row + r) * cfg->hidden, c->embed, m, cfg->vocab_size,
+                    cfg->hidden, cfg->final_softcap, c->stream);
+        CK(cudaMemcpyAsync(out + (size_t)r * cfg->vocab_size, c->logits, sizeof(float) * m * cfg->vocab_size,
+                           cudaMemcpyDeviceToHost, c->stream), "copy logits");
+    }
+    return 0;
+}
+
+int g4_cuda_forward(g4_cuda *c, int seq, int pos0, const int32_t *tokens, int n, bool all_logits, float *logits,
+                    g4_err *err) {
+    int *scratch_pos = c->pos + c->max_seqs;
+    for (int done = 0; done < n; done += CHUNK) {
+        const int m = n - done < CHUNK ? n - done : CHUNK, p = pos0 + done;
+        CK(cudaMemcpyAsync(c->tokens, tokens + done, sizeof(int32_t) * m, cudaMemcpyHostToDevice, c->stream), "tokens");
+        CK(cudaMemcpyAsync(scratch_pos, &p, sizeof p, cudaMemcpyHostToDevice, c->stream), "position");
+        stack_forward(c, seq, scratch_pos, m);
+        if (all_logits && logits_to_host(c, 0, m, logits + (size_t)done * c->cfg.vocab_size, err)) return -1;
+        if (!all_logits && done + m == n && logits_to_host(c, m - 1, 1, logits, err)) return -1;
+        /* the host values above must not change before the copies ran */
+        CK(cudaStreamSynchronize(c->stream), "forward");
+    }
+    CK(cudaGetLastError(), "kernel launch");
+    return 0;
+}
+
+/* ------------------------------------------------------------ greedy decode graph */
+
+static void decode_step(g4_cuda *c, int seq) {
+    const g4_config *cfg = &c->cfg;
+    int *pos = c->pos + seq;
+    stack_forward(c, seq, pos, 1);
+    g4k_lm_head(c->logits, c->x, c->embed, 1, cfg->vocab_size, cfg->hidden, cfg->final_softcap, c->stream);
+    g4k_argmax(c->tokens, c->logits, 1, cfg->vocab_size, cfg->eoi_token_id, cfg->eoa_token_id, c->stream);
+    g4k_record_advance(pos, c->tokens, c->hist, c->stream);
+}
+
+static int capture(g4_cuda *c, int seq, g4_err *err) {
+    if (c->graph && c->graph_seq == seq) return 0;
+    if (c->graph) cudaGraphExecDestroy(c->graph), c->graph = NULL;
+    cudaGraph_t graph;
+    CK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+    decode_step(c, seq);
+    CK(cudaStreamEndCapture(c->stream, &graph), "end capture");
+    cudaError_t e = cudaGraphInstantiate(&c->graph, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) return cuda_fail(err, e, "instantiate graph");
+    c->graph_seq = seq;
+    return 0;
+}
+
+int g4_cuda_decode_greedy(g4_cuda *c, int seq, int pos0, int32_t first, int n, int32_t *out, float *step_ms,
+                          g4_err *err) {
+    if (pos0 + n > c->max_context) return g4_errorf(err, "decode would pass the context limit %d", c->max_context);
+    if (capture(c, seq, err)) return -1;
+    CK(cudaMemcpyAsync(c->tokens, &first, sizeof first, cudaMemcpyHostToDevice, c->stream), "first token");
+    CK(cudaMemcpyAsync(c->pos + seq, &pos0, sizeof pos0, cudaMemcpyHostToDevice, c->stream), "position");
+    cudaEvent_t *ev = malloc(sizeof(cudaEvent_t) * (n + 1));
+    for (int i = 0; i <= n; i++) cudaEventCreate(&ev[i]);
+    cudaEventRecord(ev[0], c->stream);
+    for (int i = 0; i < n; i++) {
+        cudaGraphLaunch(c->graph, c->stream);
+        cudaEventRecord(ev[i + 1], c->stream);
+    }
+    cudaError_t e = cudaStreamSynchronize(c->stream);
+    for (int i = 0; step_ms && i < n; i++) cudaEventElapsedTime(&step_ms[i], ev[i], ev[i + 1]);
+    for (int i = 0; i <= n; i++) cudaEventDestroy(ev[i]);
+    free(ev);
+    if (e != cudaSuccess) return cuda_fail(err, e, "decode");
+    CK(cudaMemcpy(out, c->hist + pos0 + 1, sizeof(int32_t) * n, cudaMemcpyDeviceToHost), "tokens out");
+    return 0;
+}

@@ -1,0 +1,83 @@
+/* CUDA kernel launchers: plain C functions, one per operation, called by the
+ * CUDA forward pass (cuda_forward.c). Each kernel has a CPU reference in
+ * src/cpu/ (same math, fp32) and is checked against it by the GPU tests.
+ * All pointers are device pointers; every launcher runs on `stream`. */
+#ifndef G4_CUDA_KERNELS_H
+#define G4_CUDA_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct CUstream_st *g4_stream;
+
+/* A weight matrix on the GPU: FP8 E4M3 codes + fp32 128x128 block scales, or BF16. */
+typedef struct {
+    int fp8;                 /* 1: codes + scales; 0: BF16 values */
+    int rows, cols;
+    const void *data;
+    const float *scales;     /* [ceil(rows/128)][ceil(cols/128)] */
+} g4_dmatrix;
+
+/* y[m][r] = sum_c x[m][c] W[r][c] for m < M (M <= 8): one pass over W serves
+ * every m. Up to 3 matrices with the same cols run in one launch (q, k, v):
+ * matrix i writes y_i. */
+void g4k_gemv(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4_stream stream);
+
+/* GeGLU: y[m][r] = gelu_tanh(x W_gate^T)[m][r] * (x W_up^T)[m][r]. */
+void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
+                    g4_stream stream);
+
+/* out[m] = rms(x[m]; w) for M rows of n. */
+void g4k_rmsnorm(float *out, const float *x, const float *w, int M, int n, float eps, g4_stream stream);
+
+/* h[m] += rms(y[m]; w_post); then optionally h[m] *= scalar; then out[m] = rms(h[m]; w_next)
+ * (w_next NULL: no out). The sandwich norm + residual + layer_scalar + the next pre-norm. */
+void g4k_residual_norm(float *h, const float *y, const float *w_post, float scalar, float *out,
+                       const float *w_next, int M, int n, float eps, g4_stream stream);
+
+/* h[m] = E[tok[m]] * scale (E BF16 [vocab][n]). */
+void g4k_embed(float *h, const uint16_t *E, const int32_t *tokens, int M, int n, float scale, g4_stream stream);
+
+typedef enum { G4K_KV_F32 = 0, G4K_KV_BF16 = 1, G4K_KV_FP8 = 2 } g4k_kv_dtype;
+
+/* Per-layer attention geometry and cache. */
+typedef struct {
+    int n_heads, n_kv_heads, head_dim;
+    int rope_pairs;
+    float rope_theta;
+    int window;              /* 0: causal only */
+    float eps;
+    g4k_kv_dtype kv_dtype;
+    float k_scale, v_scale;  /* FP8 cache scales */
+    void *k_cache, *v_cache; /* this sequence's rows: [max_context][n_kv_heads * head_dim] */
+} g4k_attn;
+
+/* For M tokens at positions *pos0 + m: q/k norm + RoPE in place, weightless
+ * v norm, and the K/V rows written to the cache. pos0 is a device pointer so
+ * that a captured graph can be replayed at the next position. */
+void g4k_qkv_post(const g4k_attn *a, float *q, float *k, float *v, const float *q_norm, const float *k_norm,
+                  const int *pos0, int M, g4_stream stream);
+
+/* o[m][h] = softmax(q[m][h] . K^T) V over the visible keys (scale 1.0). */
+void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, int max_context,
+                   g4_stream stream);
+
+/* logits[m][v] = cap * tanh((x[m] . E[v]) / cap) (cap 0: none), E BF16 [vocab][n]. */
+void g4k_lm_head(float *logits, const float *x, const uint16_t *E, int M, int vocab, int n, float cap,
+                 g4_stream stream);
+
+/* tokens[m] = argmax of logits[m] (first maximum), ids in suppress[] excluded. */
+void g4k_argmax(int32_t *tokens, const float *logits, int M, int vocab, int sup0, int sup1, g4_stream stream);
+
+/* After a greedy step at position *pos: hist[*pos + 1] = *token, then
+ * *pos += 1 (so a replayed graph moves forward). */
+void g4k_record_advance(int *pos, const int32_t *token, int32_t *hist, g4_stream stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

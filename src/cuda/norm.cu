@@ -1,0 +1,132 @@
+/* Row-wise kernels of the forward pass: embedding, RMSNorm, the sandwich-norm
+ * residual update, and the per-head q/k/v post-processing (norms, RoPE, the
+ * KV-cache write). One block per row (or per head). CPU references:
+ * cpu_rmsnorm, cpu_rope and the loops of src/cpu/forward.c. */
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+
+#define ROW_THREADS 256
+
+/* 1 / sqrt(mean(x^2) + eps) of one row, every thread gets it. */
+__device__ float rms_inv(const float *x, int n, float eps, float *red) {
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += x[i] * x[i];
+    ss = g4k_block_sum(ss, red);
+    return 1.0f / sqrtf(ss / n + eps);
+}
+
+__global__ void rmsnorm_kernel(float *out, const float *x, const float *w, int n, float eps) {
+    __shared__ float red[32];
+    const float *xr = x + (size_t)blockIdx.x * n;
+    float *orow = out + (size_t)blockIdx.x * n;
+    const float inv = rms_inv(xr, n, eps, red);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * inv * (w ? w[i] : 1.0f);
+}
+
+extern "C" void g4k_rmsnorm(float *out, const float *x, const float *w, int M, int n, float eps, g4_stream s) {
+    rmsnorm_kernel<<<M, ROW_THREADS, 0, s>>>(out, x, w, n, eps);
+}
+
+/* h += rms(y; w_post); h *= scalar; out = rms(h; w_next). y is read into h
+ * first, so h and out may not alias y. */
+__global__ void residual_norm_kernel(float *h, const float *y, const float *w_post, float scalar, float *out,
+                                     const float *w_next, int n, float eps) {
+    __shared__ float red[32];
+    float *hr = h + (size_t)blockIdx.x * n;
+    const float *yr = y + (size_t)blockIdx.x * n;
+    const float inv = rms_inv(yr, n, eps, red);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) hr[i] = (hr[i] + yr[i] * inv * w_post[i]) * scalar;
+    if (!w_next) return;
+    __syncthreads();
+    const float inv2 = rms_inv(hr, n, eps, red);
+    float *orow = out + (size_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = hr[i] * inv2 * w_next[i];
+}
+
+extern "C" void g4k_residual_norm(float *h, const float *y, const float *w_post, float scalar, float *out,
+                                  const float *w_next, int M, int n, float eps, g4_stream s) {
+    residual_norm_kernel<<<M, ROW_THREADS, 0, s>>>(h, y, w_post, scalar, out, w_next, n, eps);
+}
+
+__global__ void embed_kernel(float *h, const uint16_t *E, const int32_t *tokens, int n, float scale) {
+    const uint16_t *row = E + (size_t)tokens[blockIdx.x] * n;
+    float *hr = h + (size_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) hr[i] = g4k_bf16_to_f32(row[i]) * scale;
+}
+
+extern "C" void g4k_embed(float *h, const uint16_t *E, const int32_t *tokens, int M, int n, float scale, g4_stream s) {
+    embed_kernel<<<M, ROW_THREADS, 0, s>>>(h, E, tokens, n, scale);
+}
+
+/* ------------------------------------------------------------ q/k/v heads */
+
+/* RMS-normalize one head in place (w NULL: weightless), then rotate-half RoPE
+ * over the first `pairs` frequency slots. blockDim.x >= head_dim / 2. */
+__device__ void norm_rope_head(float *x, const float *w, int hd, int pairs, float theta, int pos, float eps,
+                               float *red) {
+    const float inv = rms_inv(x, hd, eps, red);
+    const int half = hd / 2, i = threadIdx.x;
+    float a = 0.0f, b = 0.0f;
+    if (i < half) {
+        a = x[i] * inv * (w ? w[i] : 1.0f);
+        b = x[i + half] * inv * (w ? w[i + half] : 1.0f);
+    }
+    __syncthreads(); /* every thread has read x before anyone writes */
+    if (i < half) {
+        if (i < pairs) {
+            const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+            const float angle = (float)pos * inv_freq;
+            float sn, cs;
+            sincosf(angle, &sn, &cs);
+            const float ra = a * cs - b * sn, rb = b * cs + a * sn;
+            a = ra, b = rb;
+        }
+        x[i] = a;
+        x[i + half] = b;
+    }
+}
+
+__device__ void store_kv_row(void *cache, g4k_kv_dtype dt, size_t off, const float *x, int n, float scale) {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        if (dt == G4K_KV_F32) static_cast<float *>(cache)[off + i] = x[i];
+        else if (dt == G4K_KV_BF16) static_cast<uint16_t *>(cache)[off + i] = g4k_f32_to_bf16(x[i]);
+        else static_cast<uint8_t *>(cache)[off + i] = g4k_f32_to_fp8(x[i] / scale);
+    }
+}
+
+/* grid (M, n_heads + n_kv_heads): a query head, or a KV head (k and v). */
+__global__ void qkv_post_kernel(g4k_attn a, float *q, float *k, float *v, const float *q_norm, const float *k_norm,
+                                const int *pos0) {
+    __shared__ float red[32];
+    const int m = blockIdx.x, head = blockIdx.y, hd = a.head_dim, pos = *pos0 + m;
+    const int q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd;
+    if (head < a.n_heads) {
+        norm_rope_head(q + (size_t)m * q_dim + head * hd, q_norm, hd, a.rope_pairs, a.rope_theta, pos, a.eps, red);
+        return;
+    }
+    const int j = head - a.n_heads;
+    float *kr = k + (size_t)m * kv_dim + j * hd, *vr = v + (size_t)m * kv_dim + j * hd;
+    norm_rope_head(kr, k_norm, hd, a.rope_pairs, a.rope_theta, pos, a.eps, red);
+    __syncthreads();
+    norm_rope_head(vr, nullptr, hd, 0, 1.0f, pos, a.eps, red); /* weightless v_norm, no RoPE */
+    __syncthreads();
+    const size_t off = (size_t)pos * kv_dim + j * hd;
+    store_kv_row(a.k_cache, a.kv_dtype, off, kr, hd, a.k_scale);
+    store_kv_row(a.v_cache, a.kv_dtype, off, vr, hd, a.v_scale);
+}
+
+extern "C" void g4k_qkv_post(const g4k_attn *a, float *q, float *k, float *v, const float *q_norm,
+                             const float *k_norm, const int *pos0, int M, g4_stream s) {
+    int threads = a->head_dim / 2;
+    threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
+    qkv_post_kernel<<<dim3(M, a->n_heads + a->n_kv_heads), threads, 0, s>>>(*a, q, k, v, q_norm, k_norm, pos0);
+}
+
+__global__ void record_advance_kernel(int *pos, const int32_t *token, int32_t *hist) {
+    hist[*pos + 1] = *token;
+    *pos += 1;
+}
+
+extern "C" void g4k_record_advance(int *pos, const int32_t *token, int32_t *hist, g4_stream s) {
+    record_advance_kernel<<<1, 1, 0, s>>>(pos, token, hist);
+}
