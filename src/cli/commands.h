@@ -10,5 +10,6 @@ typedef struct {
 } g4_command;
 
 /* one declaration per subcommand, each defined in src/cli/cmd_<name>.c */
+int cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -6,6 +6,7 @@
 
 static const g4_command commands[] = {
     /* one line per subcommand; keep alphabetical */
+    {"tokenize", cmd_tokenize, "text -> token ids (or back with --decode) with a tokenizer.json"},
     {NULL, NULL, NULL},
 };
 
