@@ -111,8 +111,8 @@ static int32_t *tk_parse_ids(const char *s, bool json, size_t *n) {
     return ids;
 }
 
-static char *tk_decode(const tok_tokenizer *tok, const tk_opts *o, const int32_t *ids, size_t n) {
-    if (!o->stream) return tok_decode(tok, ids, n, o->skip_special);
+static char *tk_decode(const tok_tokenizer *tok, const tk_opts *o, const int32_t *ids, size_t n, size_t *len_out) {
+    if (!o->stream) return tok_decode(tok, ids, n, o->skip_special, len_out);
     detok *d = detok_create(tok, o->skip_special);
     size_t cap = 64, len = 0, k;
     char *text = malloc(cap);
@@ -126,12 +126,13 @@ static char *tk_decode(const tok_tokenizer *tok, const tk_opts *o, const int32_t
         len += k;
     }
     detok_free(d);
+    *len_out = len;
     return text;
 }
 
-static int tk_emit_text(const char *text, bool json) {
-    if (!json) return fputs(text, stdout), 0;
-    json_t *s = json_string(text);
+static int tk_emit_text(const char *text, size_t len, bool json) {
+    if (!json) return fwrite(text, 1, len, stdout), 0;
+    json_t *s = json_stringn(text, len);
     char *dump = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
     if (dump) puts(dump);
     free(dump);
@@ -145,8 +146,9 @@ static int tk_process(const tok_tokenizer *tok, const tk_opts *o, const char *in
     if (o->decode) {
         size_t n_ids;
         int32_t *ids = tk_parse_ids(in, o->jsonl, &n_ids);
-        char *text = ids ? tk_decode(tok, o, ids, n_ids) : NULL;
-        int rc = text ? tk_emit_text(text, o->jsonl) : -1;
+        size_t len = 0;
+        char *text = ids ? tk_decode(tok, o, ids, n_ids, &len) : NULL;
+        int rc = text ? tk_emit_text(text, len, o->jsonl) : -1;
         free(ids), free(text);
         if (rc) fprintf(stderr, "g4 tokenize: out of memory\n");
         return rc;

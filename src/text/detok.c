@@ -117,24 +117,22 @@ int detok_flush(detok *d, const char **text, size_t *len, g4_err *err) {
     return 0;
 }
 
-char *tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool skip_special) {
+char *tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, size_t *len) {
     detok *d = detok_create(t, skip_special);
-    const char *part;
-    size_t len;
+    const char *part, *tail;
+    size_t n_part, n_tail;
     char *text = NULL;
-    if (d && !detok_feed(d, ids, n, &part, &len, NULL)) {
-        /* the flush appends to the same buffer only if we keep it: take it over */
+    if (d && !detok_feed(d, ids, n, &part, &n_part, NULL)) {
+        /* take the fed text over, since the flush reuses the output buffer */
         text = d->out, d->out = NULL, d->cap_out = 0;
-        const char *tail;
-        size_t tail_len;
-        if (detok_flush(d, &tail, &tail_len, NULL) == 0) {
-            char *all = realloc(text, len + tail_len + 1);
-            if (all) memcpy(all + len, tail, tail_len + 1);
-            else free(text);
-            text = all;
+        char *all = detok_flush(d, &tail, &n_tail, NULL) ? NULL : realloc(text, n_part + n_tail + 1);
+        if (all) {
+            memcpy(all + n_part, tail, n_tail + 1);
+            if (len) *len = n_part + n_tail;
         } else {
-            free(text), text = NULL;
+            free(text);
         }
+        text = all;
     }
     detok_free(d);
     return text;

@@ -45,10 +45,12 @@ int tok_encode(const tok_tokenizer *t, const char *text, size_t len, bool add_bo
                size_t *n, g4_err *err);
 
 /* The text of ids (malloc'd, NUL-terminated, valid UTF-8; caller frees), or
- * NULL if out of memory. Ids outside the vocabulary are skipped, as HF does;
- * with skip_special, so are the special tokens. Implemented in detok.c, so
- * that full and streaming decoding are one code path. */
-char *tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool skip_special);
+ * NULL if out of memory; *len (if len is not NULL) gets its length, which
+ * counts any NUL bytes inside (<0x00> decodes to one). Ids outside the
+ * vocabulary are skipped, as HF does; with skip_special, so are the special
+ * tokens. Implemented in detok.c, so that full and streaming decoding are one
+ * code path. */
+char *tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, size_t *len);
 
 /* Ids run from 0 to tok_vocab_size() - 1 (there may be holes). */
 int32_t tok_vocab_size(const tok_tokenizer *t);
