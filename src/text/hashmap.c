@@ -87,3 +87,39 @@ bool hm_u64_get(const hm_u64 *m, uint64_t key, uint64_t *val) {
         if (s->key == HM_EMPTY) return false;
     }
 }
+
+static int bits_for(uint64_t n) {
+    int b = 1;
+    while (((uint64_t)1 << b) < n) b++;
+    return b;
+}
+
+int hm_pair_init(hm_pair *m, size_t max_items, uint32_t max_id, uint32_t max_rank) {
+    size_t cap = capacity_for(max_items);
+    m->id_bits = bits_for(max_id);
+    m->rank_bits = bits_for(max_rank);
+    /* the top bit stays clear, so no slot equals HM_EMPTY and no key matches
+     * HM_EMPTY >> rank_bits */
+    if (2 * m->id_bits + m->rank_bits > 63) return -1;
+    m->shift = 64 - bits_for(cap);
+    m->slots = malloc(cap * sizeof *m->slots);
+    if (!m->slots) return -1;
+    memset(m->slots, 0xff, cap * sizeof *m->slots);
+    return 0;
+}
+
+void hm_pair_free(hm_pair *m) {
+    free(m->slots);
+    m->slots = NULL;
+}
+
+void hm_pair_put(hm_pair *m, uint32_t a, uint32_t b, uint32_t rank) {
+    uint64_t key = (uint64_t)a << m->id_bits | b;
+    size_t mask = ((size_t)1 << (64 - m->shift)) - 1;
+    for (size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> m->shift);; i = (i + 1) & mask) {
+        if (m->slots[i] == HM_EMPTY || m->slots[i] >> m->rank_bits == key) {
+            m->slots[i] = key << m->rank_bits | rank;
+            return;
+        }
+    }
+}

@@ -10,6 +10,8 @@
 #include "text/tokenizer.h"
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,7 @@ typedef struct {
 } norm_op;
 
 struct tok_tokenizer {
+    uint64_t serial;      /* unique per load: keys the per-thread chunk cache */
     int32_t n_ids;        /* ids are 0..n_ids-1 */
     const char **piece;   /* id -> piece in pool, NULL for a hole */
     uint32_t *piece_len;
@@ -39,11 +42,18 @@ struct tok_tokenizer {
     size_t pool_used, pool_cap;
 
     hm_str vocab;         /* model vocab: piece -> id */
-    hm_u64 merges;        /* (left << 32 | right) -> (rank << 32 | merged) */
+    hm_pair merges;       /* (left, right) -> rank */
+    int32_t *merged;      /* rank -> the merged id */
     int32_t ascii_id[128];/* vocab id of each one-byte piece, -1 if absent */
     int32_t byte_id[256]; /* id of <0xNN>, -1 if absent */
     int32_t unk_id, bos_id;
     bool byte_fallback, fuse_unk, ignore_merges;
+    bool cut_words;       /* see bpe_word */
+
+    /* chars that some piece has right before "▁": BPE never merges across
+     * "c▁" for any other c, so a word can be cut there (see bpe_word) */
+    bool ascii_before_mark[128];
+    hm_str before_mark;   /* the non-ASCII ones */
 
     hm_u64 trie;          /* added tokens: (node << 8 | byte) -> child node */
     int32_t *trie_tok;    /* node -> id of the added token ending there, or -1 */
@@ -166,7 +176,10 @@ static int merge_parts(json_t *m, const char **a, size_t *na, const char **b, si
 
 static int load_merges(tok_tokenizer *t, json_t *merges, g4_err *err) {
     if (!json_is_array(merges)) return g4_errorf(err, "model.merges: expected an array");
-    if (hm_u64_init(&t->merges, json_array_size(merges))) return g4_errorf(err, "out of memory");
+    size_t n = json_array_size(merges);
+    t->merged = malloc((n + 1) * sizeof *t->merged);
+    if (!t->merged || hm_pair_init(&t->merges, n, (uint32_t)t->n_ids, (uint32_t)n + 1))
+        return g4_errorf(err, "model.merges: out of memory or too many (%zu)", n);
     char cat[1024];
     size_t i;
     json_t *m;
@@ -183,7 +196,8 @@ static int load_merges(tok_tokenizer *t, json_t *merges, g4_err *err) {
             return g4_errorf(err, "model.merges[%zu]: \"%.*s\" + \"%.*s\" not in the vocab", i, (int)na,
                              a, (int)nb, b);
         /* a later duplicate overwrites an earlier one, as in HF's HashMap collect */
-        hm_u64_put(&t->merges, (uint64_t)ia << 32 | (uint32_t)ib, (uint64_t)i << 32 | (uint32_t)im);
+        hm_pair_put(&t->merges, (uint32_t)ia, (uint32_t)ib, (uint32_t)i);
+        t->merged[i] = im;
     }
     return 0;
 }
@@ -220,6 +234,30 @@ static void index_vocab(tok_tokenizer *t) {
         snprintf(code, sizeof code, "<0x%02X>", b);
         t->byte_id[b] = hm_str_get(&t->vocab, code, 6);
     }
+}
+
+#define MARK "\xE2\x96\x81" /* U+2581 "▁", SentencePiece's space */
+
+/* Finds every char that some piece has right before "▁"; -1 if there are
+ * too many to be worth cutting words for. */
+static int index_marks(tok_tokenizer *t) {
+    if (hm_str_init(&t->before_mark, 64)) return -1;
+    size_t n_other = 0;
+    for (int32_t id = 0; id < t->n_ids; id++) {
+        const char *p = t->piece[id];
+        for (const char *hit = p ? strstr(p, MARK) : NULL; hit; hit = strstr(hit + 3, MARK)) {
+            if (hit == p) continue;
+            const char *c = hit - 1;
+            while (c > p && ((unsigned char)*c & 0xC0) == 0x80) c--; /* back to the lead byte */
+            size_t len = (size_t)(hit - c);
+            if ((unsigned char)*c < 0x80) t->ascii_before_mark[(unsigned char)*c] = true;
+            else if (len != 3 || memcmp(c, MARK, 3)) {
+                if (++n_other > 32) return -1;
+                hm_str_put(&t->before_mark, c, (uint32_t)len, 1);
+            }
+        }
+    }
+    return 0;
 }
 
 static int trie_insert(tok_tokenizer *t, const char *s, size_t n, int32_t id) {
@@ -371,6 +409,7 @@ static int load_json(tok_tokenizer *t, json_t *root, g4_err *err) {
         load_decoder(t, json_object_get(root, "decoder"), err))
         return -1;
     index_vocab(t);
+    t->cut_words = !t->ignore_merges && index_marks(t) == 0;
     for (int32_t id = 0; id < t->n_ids; id++)
         t->byte_val[id] = t->dec.byte_fallback && t->piece[id] ? byte_of_piece(t->piece[id], t->piece_len[id]) : -1;
     load_bos(t, json_object_get(root, "post_processor"));
@@ -384,7 +423,9 @@ tok_tokenizer *tok_load(const char *path, g4_err *err) {
         g4_errorf(err, "%s: line %d: %s", path, jerr.line, jerr.text);
         return NULL;
     }
+    static atomic_uint_fast64_t serials;
     tok_tokenizer *t = calloc(1, sizeof *t);
+    if (t) t->serial = atomic_fetch_add(&serials, 1) + 1;
     int rc = t ? load_json(t, root, err) : g4_errorf(err, "out of memory");
     json_decref(root);
     if (rc) {
@@ -398,8 +439,10 @@ tok_tokenizer *tok_load(const char *path, g4_err *err) {
 void tok_free(tok_tokenizer *t) {
     if (!t) return;
     hm_str_free(&t->vocab);
-    hm_u64_free(&t->merges);
+    hm_pair_free(&t->merges);
+    free(t->merged);
     hm_u64_free(&t->trie);
+    hm_str_free(&t->before_mark);
     free(t->trie_tok);
     free(t->piece);
     free(t->piece_len);
@@ -451,8 +494,8 @@ typedef struct {
 } bpe_sym;
 
 typedef struct {
-    uint32_t rank, pos; /* pops in (rank, pos) order, as HF's Merge Ord */
-    int32_t merged;
+    uint32_t rank, pos;  /* pops in (rank, pos) order, as HF's Merge Ord */
+    int32_t left, right; /* the pair's ids when queued */
 } bpe_cand;
 
 /* Per-call scratch, so a tokenizer can encode on several threads at once. */
@@ -514,10 +557,10 @@ static bpe_cand heap_pop(enc_ctx *c) {
 /* Queues the pair starting at symbol pos, if the merges know it. */
 static void queue_pair(const tok_tokenizer *t, enc_ctx *c, int32_t pos) {
     int32_t next = c->syms[pos].next;
-    uint64_t m;
     if (next < 0) return;
-    if (hm_u64_get(&t->merges, (uint64_t)c->syms[pos].id << 32 | (uint32_t)c->syms[next].id, &m))
-        heap_push(c, (bpe_cand){(uint32_t)(m >> 32), (uint32_t)pos, (int32_t)(uint32_t)m});
+    int32_t left = c->syms[pos].id, right = c->syms[next].id;
+    int64_t rank = hm_pair_get(&t->merges, (uint32_t)left, (uint32_t)right);
+    if (rank >= 0) heap_push(c, (bpe_cand){(uint32_t)rank, (uint32_t)pos, left, right});
 }
 
 static void add_sym(enc_ctx *c, size_t *n, int32_t id) {
@@ -553,22 +596,20 @@ static size_t initial_symbols(const tok_tokenizer *t, enc_ctx *c, const char *w,
     return n_sym;
 }
 
-/* Merges the symbols, lowest rank first and leftmost among equal ranks;
- * a queued candidate is stale when the pair at its position no longer
- * merges into the same id (HF word.rs merge_all). */
+/* Merges the symbols, lowest rank first and leftmost among equal ranks (HF
+ * word.rs merge_all). HF drops a queued candidate when the pair now at its
+ * position does not merge into the same id; since a symbol only grows to the
+ * right, that happens exactly when the pair's ids changed, which is cheaper
+ * to test. */
 static void merge_symbols(const tok_tokenizer *t, enc_ctx *c, size_t n_sym) {
     c->n_heap = 0;
     for (size_t i = 0; i + 1 < n_sym; i++) queue_pair(t, c, (int32_t)i);
     while (c->n_heap) {
         bpe_cand top = heap_pop(c);
         bpe_sym *s = &c->syms[top.pos];
-        uint64_t m;
-        if (s->id < 0 || s->next < 0) continue;
+        if (s->id != top.left || s->next < 0 || c->syms[s->next].id != top.right) continue;
         bpe_sym *r = &c->syms[s->next];
-        if (!hm_u64_get(&t->merges, (uint64_t)s->id << 32 | (uint32_t)r->id, &m) ||
-            (int32_t)(uint32_t)m != top.merged)
-            continue;
-        s->id = top.merged;
+        s->id = t->merged[top.rank];
         s->next = r->next;
         r->id = -1;
         if (s->next >= 0) c->syms[s->next].prev = (int32_t)top.pos;
@@ -577,8 +618,57 @@ static void merge_symbols(const tok_tokenizer *t, enc_ctx *c, size_t n_sym) {
     }
 }
 
-static int bpe_word(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n) {
+/* A per-thread cache of chunk -> ids, as HF caches words: chunks repeat
+ * ("▁the", "▁of") and a hit skips BPE. Entries hold exact results, so the
+ * cache changes nothing but speed; per thread, so it needs no lock. */
+#define CACHE_SLOTS 16384
+#define CACHE_TEXT 22
+#define CACHE_IDS 8
+
+typedef struct {
+    uint64_t serial; /* the tokenizer's; 0 = empty */
+    uint8_t len, n_ids;
+    char text[CACHE_TEXT];
+    int32_t ids[CACHE_IDS];
+} cache_entry;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_init(void) { pthread_key_create(&cache_key, free); }
+
+static cache_entry *cache_slot(const tok_tokenizer *t, const char *w, size_t n) {
+    pthread_once(&cache_once, cache_init);
+    cache_entry *cache = pthread_getspecific(cache_key);
+    if (!cache && (cache = calloc(CACHE_SLOTS, sizeof *cache))) pthread_setspecific(cache_key, cache);
+    if (!cache) return NULL;
+    uint64_t h = t->serial * 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)w[i]) * 1099511628211ull;
+    return &cache[(h ^ (h >> 32)) & (CACHE_SLOTS - 1)];
+}
+
+static int bpe_chunk_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n);
+
+static int bpe_chunk(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n) {
     if (!n) return 0;
+    cache_entry *e = n <= CACHE_TEXT ? cache_slot(t, w, n) : NULL;
+    if (e && e->serial == t->serial && e->len == n && !memcmp(e->text, w, n)) {
+        if (grow((void **)&c->ids, &c->cap_ids, c->n_ids + e->n_ids, sizeof *c->ids)) return -1;
+        memcpy(c->ids + c->n_ids, e->ids, e->n_ids * sizeof *e->ids);
+        c->n_ids += e->n_ids;
+        return 0;
+    }
+    size_t first = c->n_ids;
+    if (bpe_chunk_uncached(t, c, w, n)) return -1;
+    if (e && c->n_ids - first <= CACHE_IDS) {
+        e->serial = t->serial, e->len = (uint8_t)n, e->n_ids = (uint8_t)(c->n_ids - first);
+        memcpy(e->text, w, n);
+        memcpy(e->ids, c->ids + first, e->n_ids * sizeof *e->ids);
+    }
+    return 0;
+}
+
+static int bpe_chunk_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n) {
     if (t->ignore_merges) {
         int32_t id = hm_str_get(&t->vocab, w, n);
         if (id >= 0) return push_id(c, id);
@@ -593,6 +683,35 @@ static int bpe_word(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n)
     for (int32_t i = n_sym ? 0 : -1; i >= 0; i = c->syms[i].next)
         if (push_id(c, c->syms[i].id)) return -1;
     return 0;
+}
+
+/* True if BPE can never merge across w[at], a "▁" preceded by w[..at): the
+ * char before it is a piece of its own (not bytes or <unk>) that no piece
+ * has right before "▁", so no merge result can span the two. */
+static bool can_cut(const tok_tokenizer *t, const char *w, size_t at) {
+    size_t k = at - 1;
+    while (k > 0 && ((unsigned char)w[k] & 0xC0) == 0x80) k--;
+    unsigned char b = (unsigned char)w[k];
+    if (b < 0x80) return t->ascii_id[b] >= 0 && !t->ascii_before_mark[b];
+    size_t len = at - k;
+    if (len == 3 && !memcmp(w + k, MARK, 3)) return false;
+    return hm_str_get(&t->vocab, w + k, len) >= 0 && hm_str_get(&t->before_mark, w + k, len) < 0;
+}
+
+/* BPE on one pre-tokenized word. The Gemma pre-tokenizer leaves whole lines
+ * as one word; cutting them before "▁" where no merge can cross (can_cut)
+ * gives the same ids with a much smaller heap per chunk. */
+static int bpe_word(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n) {
+    if (!t->cut_words) return bpe_chunk(t, c, w, n);
+    size_t start = 0;
+    for (const char *hit = memmem(w, n, MARK, 3); hit; hit = memmem(hit + 3, n - (size_t)(hit + 3 - w), MARK, 3)) {
+        size_t at = (size_t)(hit - w);
+        if (at > start && can_cut(t, w, at)) {
+            if (bpe_chunk(t, c, w + start, at - start)) return -1;
+            start = at;
+        }
+    }
+    return bpe_chunk(t, c, w + start, n - start);
 }
 
 /* The pre-tokenizer: Split on a literal pattern (empty pieces are dropped,
