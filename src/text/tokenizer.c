@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "text/hashmap.h"
+#include "text/tok_json.h"
 #include "text/utf8.h"
 
 enum { TOKF_ADDED = 1, TOKF_SPECIAL = 2 };
@@ -112,19 +113,16 @@ static int byte_of_piece(const char *p, size_t n) {
 }
 
 /* Sizes the id tables and the string pool from the vocab and added tokens. */
-static int alloc_tables(tok_tokenizer *t, json_t *vocab, json_t *added, g4_err *err) {
-    size_t bytes = 0;
+static int alloc_tables(tok_tokenizer *t, const tjs_doc *doc, json_t *added, g4_err *err) {
+    size_t bytes = 0, i;
     int64_t max_id = -1;
-    const char *key;
-    json_t *v;
-    json_object_foreach(vocab, key, v) {
-        json_int_t id = json_integer_value(v);
-        if (!json_is_integer(v) || id < 0 || id >= MAX_IDS)
-            return g4_errorf(err, "model.vocab[\"%s\"]: bad id", key);
+    for (i = 0; i < doc->n_vocab; i++) {
+        int64_t id = doc->vocab_id[i];
+        if (id < 0 || id >= MAX_IDS) return g4_errorf(err, "model.vocab[\"%s\"]: bad id", doc->vocab_piece[i].s);
         if (id > max_id) max_id = id;
-        bytes += json_object_iter_key_len(json_object_key_to_iter(key)) + 1;
+        bytes += doc->vocab_piece[i].len + 1;
     }
-    size_t i;
+    json_t *v;
     json_array_foreach(added, i, v) {
         json_int_t id = json_integer_value(json_object_get(v, "id"));
         if (id < 0 || id >= MAX_IDS) return g4_errorf(err, "added_tokens[%zu]: bad id", i);
@@ -138,55 +136,47 @@ static int alloc_tables(tok_tokenizer *t, json_t *vocab, json_t *added, g4_err *
     t->piece_len = calloc(t->n_ids + 1, sizeof *t->piece_len);
     t->flags = calloc(t->n_ids + 1, 1);
     t->byte_val = malloc((t->n_ids + 1) * sizeof *t->byte_val);
-    if (!t->pool || !t->piece || !t->piece_len || !t->flags || !t->byte_val ||
-        hm_str_init(&t->vocab, json_object_size(vocab)))
+    if (!t->pool || !t->piece || !t->piece_len || !t->flags || !t->byte_val || hm_str_init(&t->vocab, doc->n_vocab))
         return g4_errorf(err, "out of memory for %d ids", t->n_ids);
     return 0;
 }
 
-static int load_vocab(tok_tokenizer *t, json_t *vocab, g4_err *err) {
-    const char *key;
-    json_t *v;
-    json_object_foreach(vocab, key, v) {
-        size_t n = json_object_iter_key_len(json_object_key_to_iter(key));
-        int32_t id = (int32_t)json_integer_value(v);
-        const char *p = pool_add(t, key, n);
+static int load_vocab(tok_tokenizer *t, const tjs_doc *doc, g4_err *err) {
+    for (size_t i = 0; i < doc->n_vocab; i++) {
+        int32_t id = (int32_t)doc->vocab_id[i];
+        uint32_t n = doc->vocab_piece[i].len;
+        const char *p = pool_add(t, doc->vocab_piece[i].s, n);
         if (t->piece[id]) return g4_errorf(err, "model.vocab: id %d given twice", id);
         t->piece[id] = p;
-        t->piece_len[id] = (uint32_t)n;
-        hm_str_put(&t->vocab, p, (uint32_t)n, id);
+        t->piece_len[id] = n;
+        hm_str_put(&t->vocab, p, n, id);
     }
     return 0;
 }
 
-/* One merge, either "a b" (older files) or ["a", "b"]. */
-static int merge_parts(json_t *m, const char **a, size_t *na, const char **b, size_t *nb) {
-    if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
-        json_is_string(json_array_get(m, 1))) {
-        *a = json_string_value(json_array_get(m, 0)), *na = json_string_length(json_array_get(m, 0));
-        *b = json_string_value(json_array_get(m, 1)), *nb = json_string_length(json_array_get(m, 1));
+/* One merge, either ["a", "b"] or "a b" (older files: one space). */
+static int merge_parts(const tjs_doc *doc, size_t i, const char **a, size_t *na, const char **b, size_t *nb) {
+    tjs_str x = doc->merge_a[i], y = doc->merge_b[i];
+    if (y.s) {
+        *a = x.s, *na = x.len, *b = y.s, *nb = y.len;
         return 0;
     }
-    if (!json_is_string(m)) return -1;
-    const char *s = json_string_value(m), *sp = strchr(s, ' ');
+    const char *sp = strchr(x.s, ' ');
     if (!sp || strchr(sp + 1, ' ')) return -1;
-    *a = s, *na = (size_t)(sp - s), *b = sp + 1, *nb = strlen(sp + 1);
+    *a = x.s, *na = (size_t)(sp - x.s), *b = sp + 1, *nb = x.len - *na - 1;
     return 0;
 }
 
-static int load_merges(tok_tokenizer *t, json_t *merges, g4_err *err) {
-    if (!json_is_array(merges)) return g4_errorf(err, "model.merges: expected an array");
-    size_t n = json_array_size(merges);
+static int load_merges(tok_tokenizer *t, const tjs_doc *doc, g4_err *err) {
+    size_t n = doc->n_merges;
     t->merged = malloc((n + 1) * sizeof *t->merged);
     if (!t->merged || hm_pair_init(&t->merges, n, (uint32_t)t->n_ids, (uint32_t)n + 1))
         return g4_errorf(err, "model.merges: out of memory or too many (%zu)", n);
     char cat[1024];
-    size_t i;
-    json_t *m;
-    json_array_foreach(merges, i, m) {
+    for (size_t i = 0; i < n; i++) {
         const char *a, *b;
         size_t na, nb;
-        if (merge_parts(m, &a, &na, &b, &nb)) return g4_errorf(err, "model.merges[%zu]: malformed", i);
+        if (merge_parts(doc, i, &a, &na, &b, &nb)) return g4_errorf(err, "model.merges[%zu]: malformed", i);
         if (na + nb > sizeof cat) return g4_errorf(err, "model.merges[%zu]: piece too long", i);
         memcpy(cat, a, na);
         memcpy(cat + na, b, nb);
@@ -202,7 +192,7 @@ static int load_merges(tok_tokenizer *t, json_t *merges, g4_err *err) {
     return 0;
 }
 
-static int load_model(tok_tokenizer *t, json_t *model, g4_err *err) {
+static int load_model(tok_tokenizer *t, json_t *model, const tjs_doc *doc, g4_err *err) {
     const char *type = json_string_value(json_object_get(model, "type"));
     if (!type || strcmp(type, "BPE")) return g4_errorf(err, "model.type: only BPE is supported");
     json_t *drop = json_object_get(model, "dropout");
@@ -212,11 +202,11 @@ static int load_model(tok_tokenizer *t, json_t *model, g4_err *err) {
         const char *s = json_string_value(json_object_get(model, affix[i]));
         if (s && *s) return g4_errorf(err, "model.%s: not supported", affix[i]);
     }
+    if (!doc->has_vocab || !doc->has_merges) return g4_errorf(err, "model.vocab or model.merges: missing");
     t->byte_fallback = is_true(model, "byte_fallback");
     t->fuse_unk = is_true(model, "fuse_unk");
     t->ignore_merges = is_true(model, "ignore_merges");
-    if (load_vocab(t, json_object_get(model, "vocab"), err) ||
-        load_merges(t, json_object_get(model, "merges"), err))
+    if (load_vocab(t, doc, err) || load_merges(t, doc, err))
         return -1;
     const char *unk = json_string_value(json_object_get(model, "unk_token"));
     t->unk_id = unk ? hm_str_get(&t->vocab, unk, strlen(unk)) : -1;
@@ -398,12 +388,11 @@ static void load_bos(tok_tokenizer *t, json_t *post) {
                                                         : tok_piece_to_id(t, "<bos>");
 }
 
-static int load_json(tok_tokenizer *t, json_t *root, g4_err *err) {
+static int load_json(tok_tokenizer *t, json_t *root, const tjs_doc *doc, g4_err *err) {
     json_t *model = json_object_get(root, "model"), *added = json_object_get(root, "added_tokens");
-    if (!json_is_object(model) || !json_is_object(json_object_get(model, "vocab")))
-        return g4_errorf(err, "model.vocab: missing");
+    if (!json_is_object(model)) return g4_errorf(err, "model: missing");
     if (added && !json_is_array(added)) return g4_errorf(err, "added_tokens: expected an array");
-    if (alloc_tables(t, json_object_get(model, "vocab"), added, err) || load_model(t, model, err) ||
+    if (alloc_tables(t, doc, added, err) || load_model(t, model, doc, err) ||
         load_added(t, added, err) || load_normalizer(t, json_object_get(root, "normalizer"), err) ||
         load_pre_tokenizer(t, json_object_get(root, "pre_tokenizer"), err) ||
         load_decoder(t, json_object_get(root, "decoder"), err))
@@ -416,19 +405,44 @@ static int load_json(tok_tokenizer *t, json_t *root, g4_err *err) {
     return 0;
 }
 
-tok_tokenizer *tok_load(const char *path, g4_err *err) {
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
+        fread(buf, 1, (size_t)n, f) != (size_t)n)
+        free(buf), buf = NULL;
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* The vocab and merges go through the scanner (tok_json.h), the rest of the
+ * document through jansson. */
+static int load_file(tok_tokenizer *t, const char *path, g4_err *err) {
+    size_t len;
+    char *buf = read_file(path, &len);
+    if (!buf) return g4_errorf(err, "cannot read");
+    tjs_doc doc;
     json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root) {
-        g4_errorf(err, "%s: line %d: %s", path, jerr.line, jerr.text);
-        return NULL;
-    }
+    json_t *root = NULL;
+    int rc = tjs_scan(buf, len, &doc, err);
+    free(buf);
+    if (rc == 0 && !(root = json_loadb(doc.rest, doc.rest_len, 0, &jerr)))
+        rc = g4_errorf(err, "line %d: %s", jerr.line, jerr.text);
+    if (rc == 0) rc = load_json(t, root, &doc, err);
+    json_decref(root);
+    tjs_free(&doc);
+    return rc;
+}
+
+tok_tokenizer *tok_load(const char *path, g4_err *err) {
     static atomic_uint_fast64_t serials;
     tok_tokenizer *t = calloc(1, sizeof *t);
     if (t) t->serial = atomic_fetch_add(&serials, 1) + 1;
-    int rc = t ? load_json(t, root, err) : g4_errorf(err, "out of memory");
-    json_decref(root);
-    if (rc) {
+    if (!t || load_file(t, path, err)) {
+        if (!t) g4_errorf(err, "out of memory");
         g4_err_wrap(err, "%s", path);
         tok_free(t);
         return NULL;
