@@ -271,6 +271,31 @@ static void test_leading_space_rule(void) {
     tok_free(t);
 }
 
+/* The vocab/merges scanner decodes escapes as jansson would. */
+static void test_json_escapes(void) {
+    g4_err err = {{0}};
+    tok_tokenizer *t = load_text("esc.json",
+        "{\"model\": {\"type\": \"BPE\", \"merges\": [[\"\\\"\", \"q\"], \"\\u00e9 \\ud83d\\ude00\"],"
+        " \"vocab\": {\"\\\"\": 0, \"q\": 1, \"\\\"q\": 2, \"\\u00e9\": 3, \"\\ud83d\\ude00\": 4,"
+        " \"\u00e9\\ud83d\\ude00\": 5, \"a\\n\\t\\\\\\/\": 6}},"
+        " \"decoder\": {\"type\": \"Fuse\"}}", &err);
+    REQUIRE(t);
+    CHECK(tok_piece_to_id(t, "\"q") == 2);
+    CHECK(tok_piece_to_id(t, "\xC3\xA9") == 3);
+    CHECK(tok_piece_to_id(t, "\xF0\x9F\x98\x80") == 4);
+    CHECK(tok_piece_to_id(t, "a\n\t\\/") == 6);
+    ENCODES(t, "\"q\xC3\xA9\xF0\x9F\x98\x80", false, 2, 5);
+    tok_free(t);
+    const char *bad[] = {"\"\\ud83d\"", "\"\\u0000\"", "\"\\x\"", "\"\x01\"", "\"\xC3\"", "1.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char json[256];
+        int k = i < 5 ? snprintf(json, sizeof json, "{\"model\": {\"vocab\": {%s: 0}, \"merges\": []}}", bad[i])
+                      : snprintf(json, sizeof json, "{\"model\": {\"vocab\": {\"a\": %s}, \"merges\": []}}", bad[i]);
+        CHECK(k > 0 && load_text("bad.json", json, &err) == NULL);
+        CHECKF(strstr(err.msg, "byte "), "%s: %s", bad[i], err.msg);
+    }
+}
+
 static void test_load_errors_name_the_problem(void) {
     g4_err err = {{0}};
     CHECK(tok_load("tests/tmp/no/such/tokenizer.json", &err) == NULL && strstr(err.msg, "no/such"));
@@ -285,4 +310,4 @@ TEST_MAIN("tokenizer", TEST_CASE(test_fixtures_load), TEST_CASE(test_encode_know
           TEST_CASE(test_encode_invalid_utf8), TEST_CASE(test_decode_skip_special),
           TEST_CASE(test_byte_fallback_across_steps), TEST_CASE(test_invalid_byte_runs),
           TEST_CASE(test_stream_equals_full_on_gsm8k), TEST_CASE(test_leading_space_rule),
-          TEST_CASE(test_load_errors_name_the_problem))
+          TEST_CASE(test_json_escapes), TEST_CASE(test_load_errors_name_the_problem))
