@@ -7,6 +7,7 @@
 #              <bos> itself needs; gsm8k_bos also checks --add-bos == HF's
 #              addSpecialTokens)
 #   decode     our decode of our ids == HF's decode of its ids
+#   skip       the same with special tokens skipped
 #   roundtrip  decode(encode(x)) == x (U+FFFD for invalid UTF-8, "▁" -> " ")
 #   stream     the streaming detokenizer, one id at a time == the full decode
 # Run from the repo root (tests/run.sh does). Needs tools/fetch_tokenizers.sh
@@ -60,7 +61,9 @@ for tk in gemma3 gemma4; do
         [ -n "$bos" ] && continue
         $G4 tokenize --tokenizer "$json" --jsonl --decode <"$dir/$s.ids.jsonl" >"$dir/$s.text.jsonl"
         $G4 tokenize --tokenizer "$json" --jsonl --decode --stream <"$dir/$s.ids.jsonl" >"$dir/$s.stream.jsonl"
+        $G4 tokenize --tokenizer "$json" --jsonl --decode --skip-special <"$dir/$s.ids.jsonl" >"$dir/$s.skip.jsonl"
         check "$tk/$s/decode" "$in" "$dir/$s.hf_text.jsonl" "$dir/$s.text.jsonl"
+        check "$tk/$s/skip" "$in" "$dir/$s.hf_skip.jsonl" "$dir/$s.skip.jsonl"
         check "$tk/$s/roundtrip" "$in" "$in" "$dir/$s.text.jsonl" --roundtrip
         check "$tk/$s/stream" "$in" "$dir/$s.text.jsonl" "$dir/$s.stream.jsonl"
     done

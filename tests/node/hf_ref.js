@@ -5,8 +5,8 @@
 // (what any JS caller of the binding hands it).
 //   node hf_ref.js TOKENIZER_JSON DIR SET...
 // reads DIR/SET.in.jsonl, writes DIR/SET.hf_ids.jsonl (one JSON array of ids
-// per line) and DIR/SET.hf_text.jsonl (decode of those ids, special tokens
-// kept). Sets named *_bos encode with addSpecialTokens (Gemma's post-processor
+// per line), DIR/SET.hf_text.jsonl (decode of those ids, special tokens kept)
+// and DIR/SET.hf_skip.jsonl (skipSpecialTokens). Sets named *_bos encode with addSpecialTokens (Gemma's post-processor
 // prepends <bos>); the others without, as a chat template that writes <bos>
 // itself needs.
 'use strict';
@@ -20,16 +20,18 @@ function toText(v) {
 async function refSet(tok, dir, set) {
   const lines = fs.readFileSync(`${dir}/${set}.in.jsonl`, 'utf8').split('\n').filter((l) => l.length);
   const texts = lines.map((l) => toText(JSON.parse(l)));
-  const ids = [], decoded = [];
+  const ids = [], decoded = [], skipped = [];
   const CHUNK = 1000;
   for (let i = 0; i < texts.length; i += CHUNK) {
     const enc = await tok.encodeBatch(texts.slice(i, i + CHUNK), { addSpecialTokens: set.endsWith('_bos') });
     const chunkIds = enc.map((e) => Array.from(e.getIds()));
     ids.push(...chunkIds);
     decoded.push(...(await tok.decodeBatch(chunkIds, false)));
+    skipped.push(...(await tok.decodeBatch(chunkIds, true)));
   }
   fs.writeFileSync(`${dir}/${set}.hf_ids.jsonl`, ids.map((x) => JSON.stringify(x)).join('\n') + '\n');
   fs.writeFileSync(`${dir}/${set}.hf_text.jsonl`, decoded.map((x) => JSON.stringify(x)).join('\n') + '\n');
+  fs.writeFileSync(`${dir}/${set}.hf_skip.jsonl`, skipped.map((x) => JSON.stringify(x)).join('\n') + '\n');
 }
 
 async function main() {
