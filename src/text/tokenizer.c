@@ -238,10 +238,11 @@ static int bpe_chunk_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w,
         int32_t id = hm_str_get(&t->vocab, w, n);
         if (id >= 0) return push_id(c, id);
     }
-    /* a character gives at most 4 symbols (its bytes), so n symbols suffice;
-     * each merge queues at most 2 candidates on top of the first n */
+    /* a symbol covers at least one byte, so n symbols suffice; the heap
+     * starts with at most n - 1 pairs and each merge pops one and queues at
+     * most two, so it never holds more than 2n */
     if (grow((void **)&c->syms, &c->cap_syms, n, sizeof *c->syms) ||
-        grow((void **)&c->heap, &c->cap_heap, 3 * n, sizeof *c->heap))
+        grow((void **)&c->heap, &c->cap_heap, 2 * n, sizeof *c->heap))
         return -1;
     size_t n_sym = initial_symbols(t, c, w, n);
     merge_symbols(t, c, n_sym);
