@@ -246,8 +246,10 @@ static const char *tiny_json =
     "   \"merges\": [[\"a\", \"b\"], \"\\u2581 ab\", [\"\\u2581\", \"a\"]]}}";
 
 static tok_tokenizer *load_text(const char *name, const char *json, g4_err *err) {
+    static char dir[512];
+    if (!dir[0]) snprintf(dir, sizeof dir, "%s", t_tmp_dir("test_tokenizer")); /* made once: it wipes the dir */
     char path[600];
-    snprintf(path, sizeof path, "%s/%s", t_tmp_dir("test_tokenizer"), name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
     if (!f) return NULL;
     fputs(json, f);
@@ -296,6 +298,37 @@ static void test_json_escapes(void) {
     }
 }
 
+/* Malformed files must fail cleanly (run under ASan to see it): the tiny
+ * file with one byte changed, truncated, or cut out, many times over. */
+static void test_mutated_files_fail_cleanly(void) {
+    size_t n = strlen(tiny_json), loaded = 0;
+    char *buf = malloc(n + 1);
+    uint32_t seed = 12345;
+    for (int i = 0; i < 3000; i++) {
+        memcpy(buf, tiny_json, n + 1);
+        seed = seed * 1103515245u + 12345u;
+        size_t at = (seed >> 8) % n;
+        int how = i % 3;
+        if (how == 0) buf[at] = (char)(seed >> 3);
+        else if (how == 1) buf[at] = 0;
+        else memmove(buf + at, buf + at + 1, n - at);
+        g4_err err = {{0}};
+        tok_tokenizer *t = load_text("mut.json", buf, &err);
+        if (t) {
+            int32_t *ids = NULL;
+            size_t k;
+            CHECK(tok_encode(t, "ab b\xFF<s>", 8, true, &ids, &k, &err) == 0 || err.msg[0]);
+            free(ids);
+            tok_free(t);
+            loaded++;
+        } else {
+            CHECK(err.msg[0] != 0);
+        }
+    }
+    CHECK(loaded > 0 && loaded < 3000);
+    free(buf);
+}
+
 static void test_load_errors_name_the_problem(void) {
     g4_err err = {{0}};
     CHECK(tok_load("tests/tmp/no/such/tokenizer.json", &err) == NULL && strstr(err.msg, "no/such"));
@@ -310,4 +343,5 @@ TEST_MAIN("tokenizer", TEST_CASE(test_fixtures_load), TEST_CASE(test_encode_know
           TEST_CASE(test_encode_invalid_utf8), TEST_CASE(test_decode_skip_special),
           TEST_CASE(test_byte_fallback_across_steps), TEST_CASE(test_invalid_byte_runs),
           TEST_CASE(test_stream_equals_full_on_gsm8k), TEST_CASE(test_leading_space_rule),
-          TEST_CASE(test_json_escapes), TEST_CASE(test_load_errors_name_the_problem))
+          TEST_CASE(test_json_escapes), TEST_CASE(test_mutated_files_fail_cleanly),
+          TEST_CASE(test_load_errors_name_the_problem))
