@@ -11,10 +11,12 @@ typedef struct {
 
 /* one declaration per subcommand, each defined in src/cli/cmd_<name>.c */
 int cmd_bench(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_parse_output(int argc, char **argv);
 int cmd_template(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

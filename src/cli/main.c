@@ -7,11 +7,13 @@
 static const g4_command commands[] = {
     /* one line per subcommand; keep alphabetical */
     {"bench", cmd_bench, "time prefill (TTFT) and decode (ITL) against the bandwidth floor"},
+    {"generate", cmd_generate, "generate text (or token ids) from a prompt"},
     {"inspect", cmd_inspect, "describe a checkpoint: geometry, tensors, quantization, repaired NaN bytes"},
     {"parse-output", cmd_parse_output, "split raw model output into content, reasoning, tool calls"},
     {"quantize", cmd_quantize, "BF16 checkpoint -> fp8_pb_wo checkpoint (ModelOpt layout)"},
     {"synth", cmd_synth, "write a synthetic checkpoint with the real names, shapes and JSON"},
     {"template", cmd_template, "render OpenAI chat requests with the Gemma 4 chat template"},
+    {"tokenize", cmd_tokenize, "text -> token ids (or back with --decode) with a tokenizer.json"},
     {NULL, NULL, NULL},
 };
 
