@@ -96,7 +96,8 @@ typedef struct {
 typedef void (*tensor_edit)(const st_tensor *in, new_tensor *out, const void *ctx);
 
 /* Copies checkpoint SRC to DST: its JSON side files as they are, and
- * model.safetensors through `edit` (NULL: unchanged) plus `extra` tensors. */
+ * model.safetensors through `edit` (NULL: unchanged) plus `extra` tensors,
+ * which come first in the file (so an odd-sized one shifts every offset). */
 static int rewrite_ckpt(const char *src, const char *dst, tensor_edit edit, const void *ctx, const new_tensor *extra,
                         int n_extra) {
     g4_err err;
@@ -114,17 +115,17 @@ static int rewrite_ckpt(const char *src, const char *dst, tensor_edit edit, cons
         snprintf(b, sizeof b, "%s/%s", dst, side[i]);
         if (access(a, F_OK) == 0 && copy_file(a, b)) return -1;
     }
-    int n = in->n_tensors + n_extra;
+    int n = n_extra + in->n_tensors;
     new_tensor *out = calloc(n, sizeof *out);
+    if (n_extra) memcpy(out, extra, sizeof *extra * n_extra);
     for (int i = 0; i < in->n_tensors; i++) {
         const st_tensor *t = in->tensors[i];
-        new_tensor *o = &out[i];
+        new_tensor *o = &out[n_extra + i];
         snprintf(o->name, sizeof o->name, "%s", t->name);
         o->dtype = t->dtype, o->ndim = t->ndim, o->data = t->data;
         memcpy(o->shape, t->shape, sizeof(int64_t) * t->ndim);
         if (edit) edit(t, o, ctx);
     }
-    memcpy(out + in->n_tensors, extra, sizeof *extra * n_extra);
     int rc = 0;
     for (int i = 0; i < n && !rc; i++)
         if (out[i].data) rc = st_writer_add(w, out[i].name, out[i].dtype, out[i].ndim, out[i].shape, &err);
@@ -133,7 +134,7 @@ static int rewrite_ckpt(const char *src, const char *dst, tensor_edit edit, cons
         if (out[i].data) rc = st_writer_write(w, out[i].name, out[i].data, &err);
     if (!rc) rc = st_writer_finish(w, &err);
     if (rc) fprintf(stderr, "  %s\n", err.msg);
-    for (int i = 0; i < in->n_tensors; i++) free(out[i].owned);
+    for (int i = 0; i < n; i++) free(out[i].owned);
     free(out);
     st_writer_free(w);
     st_model_close(in);
@@ -353,6 +354,33 @@ static void test_quantize_bf16_at_load(void) {
     free_golden(&g);
 }
 
+/* A 1-byte tensor first in the file: every BF16 tensor at an odd address.
+ * Linears are copied to aligned memory, and quantizing at load reads the copy. */
+static void test_odd_offsets(void) {
+    static const uint8_t pad = 1;
+    const new_tensor extra[] = {{"aaa_odd_pad", ST_U8, 1, {1}, &pad, NULL}};
+    const char *dir = scratch_path("odd");
+    REQUIRE(rewrite_ckpt(fixture("a_h96"), dir, NULL, NULL, extra, 1) == 0);
+    g4_weights *w = load(dir, false), *wq = load(dir, true);
+    g4_weights *ref = load(fixture("a_h96"), false), *refq = load(fixture("a_h96_fp8"), false);
+    REQUIRE(w && wq && ref && refq);
+    const st_tensor *up = st_model_find(w->ckpt, LM "layers.0.mlp.up_proj.weight");
+    REQUIRE(up);
+    CHECK((uintptr_t)up->data % 2 == 1); /* the fixture really is misaligned */
+    for (int l = 0; l < w->cfg.n_layers; l++)
+        for (int i = 0; i < 7; i++) {
+            const g4_matrix *m = linear(&w->layers[l], i);
+            CHECKF(!m->data || (uintptr_t)m->data % 2 == 0, "%s at an odd address", m->name);
+            CHECKF(same_matrix_bytes(m, linear(&ref->layers[l], i)), "layer %d linear %d", l, i);
+            CHECKF(same_matrix_bytes(linear(&wq->layers[l], i), linear(&refq->layers[l], i)), "layer %d linear %d", l,
+                   i);
+        }
+    g4_weights_free(w);
+    g4_weights_free(wq);
+    g4_weights_free(ref);
+    g4_weights_free(refq);
+}
+
 /* ============================================================ 3. NaN bytes */
 
 typedef struct {
@@ -515,8 +543,9 @@ static void test_unsupported_quant_algo(void) {
 
 static void test_kv_scales(void) {
     static float vals[] = {0.5f, 0.25f, 0.75f, 0.0f, -1.0f, NAN, 2.0f};
-    const int64_t one = 1;
-#define SCALE(layer, kv, idx, nd) {LM "layers." #layer ".self_attn." #kv "_proj." #kv "_scale", ST_F32, nd, {one}, &vals[idx], NULL}
+    /* F32 scalars as ModelOpt writes them (0-d); nd 1 gives shape [1] */
+#define SCALE(layer, kv, idx, nd) \
+    {LM "layers." #layer ".self_attn." #kv "_proj." #kv "_scale", ST_F32, nd, {1}, &vals[idx], NULL}
     const new_tensor extra[] = {
         SCALE(0, k, 0, 0), SCALE(0, v, 1, 0), /* both valid: used */
         SCALE(1, k, 2, 0),                    /* k only: copied to v */
@@ -598,9 +627,12 @@ static void test_synth_fp8_block_scales_vary(void) {
         const st_tensor *t = m->tensors[i];
         if (!ends_with(t->name, "mlp.gate_proj.weight_scale") && !ends_with(t->name, "mlp.down_proj.weight_scale"))
             continue;
-        const float *s = t->data;
-        float lo = s[0], hi = s[0];
-        for (uint64_t k = 1; k < st_numel(t); k++) lo = fminf(lo, s[k]), hi = fmaxf(hi, s[k]);
+        float lo = INFINITY, hi = 0;
+        for (uint64_t k = 0; k < st_numel(t); k++) {
+            float s; /* F32 after odd-sized FP8 tensors: not 4-byte aligned */
+            memcpy(&s, (const char *)t->data + 4 * k, 4);
+            lo = fminf(lo, s), hi = fmaxf(hi, s);
+        }
         CHECKF(lo > 0 && hi / lo > 2.0f, "%s: block scales %g..%g", t->name, lo, hi);
         checked++;
     }
@@ -627,7 +659,7 @@ static void test_synth_fp8_loads_as_modelopt(void) {
 }
 
 TEST_MAIN("weights", TEST_CASE(test_hf_fp8_block_layout), TEST_CASE(test_quantize_bf16_at_load),
-          TEST_CASE(test_nan_bytes_repaired), TEST_CASE(test_missing_tensor),
+          TEST_CASE(test_odd_offsets), TEST_CASE(test_nan_bytes_repaired), TEST_CASE(test_missing_tensor),
           TEST_CASE(test_shape_disagrees_with_config), TEST_CASE(test_f32_linear_weight),
           TEST_CASE(test_fp8_weight_without_scale), TEST_CASE(test_scale_wrong_block_grid),
           TEST_CASE(test_hf_quant_config_alone), TEST_CASE(test_unsupported_quant_algo), TEST_CASE(test_kv_scales),
