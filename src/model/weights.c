@@ -100,7 +100,7 @@ static int repair_nan_bytes(g4_weights *w, const st_tensor *t, g4_matrix *m, g4_
 static int quantize_at_load(g4_weights *w, g4_matrix *m, const st_tensor *t, g4_calib calib) {
     uint8_t *codes = own(w, malloc((size_t)m->rows * m->cols));
     float *scales = own(w, malloc(sizeof(float) * g4_qblocks(m->rows) * g4_qblocks(m->cols)));
-    g4_quantize_bf16(t->data, m->rows, m->cols, calib, codes, scales);
+    g4_quantize_bf16(m->data, m->rows, m->cols, calib, codes, scales); /* m->data: aligned even if t->data is not */
     m->format = G4_MAT_FP8_BLOCK;
     m->data = codes;
     m->scales = scales;
