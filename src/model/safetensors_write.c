@@ -30,8 +30,21 @@ struct st_writer {
     char **shard_names;
 };
 
+/* mkdir -p */
+static int make_dirs(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(path, 0755) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(path, 0755) && errno != EEXIST ? -1 : 0;
+}
+
 st_writer *st_writer_create(const char *dir, g4_err *err) {
-    if (mkdir(dir, 0755) && errno != EEXIST) {
+    if (make_dirs(dir)) {
         g4_errorf(err, "%s: cannot create directory: %s", dir, strerror(errno));
         return NULL;
     }
