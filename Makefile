@@ -96,3 +96,14 @@ $(BUILD)/src/model/quant.o: OPT = -O3 -Wno-psabi
 
 # nvcc objects: rebuild when any header changes (nvcc writes no .d files here)
 $(filter %.o,$(CUDA_SRC:%.cu=$(BUILD)/%.o)): $(wildcard src/*/*.h src/cuda/*.cuh)
+
+# GPU tests (a machine with an NVIDIA GPU): every golden and engine test again
+# on the CUDA backend, and GPU greedy == CPU greedy for 64 steps.
+GPU_TESTS := $(BUILD)/tests/test_golden_hf $(BUILD)/tests/test_engine $(BUILD)/tests/gpu/test_gpu_vs_cpu
+$(BUILD)/tests/gpu/test_%: tests/gpu/test_%.c $(BUILD)/tests/test_main.o $(BUILD)/libg4.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/tests/test_main.o $(BUILD)/libg4.a $(LDLIBS)
+.PHONY: test-gpu gpu-tests
+gpu-tests: $(BUILD)/g4 $(GPU_TESTS)
+test-gpu: gpu-tests
+	G4_TEST_DEVICE=cuda tests/run.sh --no-scripts $(GPU_TESTS)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs each test executable given on the command line, then the script tests
-# (tests/*.sh other than this one), and prints one summary line:
+# tests/t_*.sh (not with --no-scripts), and prints one summary line:
 # "N passed, N failed".
 set -u
 passed=0; failed=0; broken=()
@@ -13,8 +13,10 @@ add_summary() { # parses "suite: N passed, N failed" from a log
     f=$(sed -E 's/.*passed, ([0-9]+) failed/\1/' <<<"$line")
     passed=$((passed + p)); failed=$((failed + f))
 }
+scripts=(tests/t_*.sh)
+if [ "${1:-}" = "--no-scripts" ]; then scripts=(); shift; fi
 log=$(mktemp)
-for t in "$@" tests/t_*.sh; do
+for t in "$@" "${scripts[@]}"; do
     [ -e "$t" ] || continue
     "$t" >"$log" 2>&1
     rc=$?

@@ -52,6 +52,10 @@ typedef struct {
  * G4_TEST_FILTER=substring runs only matching cases. */
 int t_run(const char *suite, const t_case *cases, int n);
 
+/* The engine device the tests use: G4_TEST_DEVICE=cuda (make test-gpu on a
+ * GPU machine) or the CPU by default. Returns a g4_device. */
+int t_device(void);
+
 /* Directory of the committed fixtures (tests/fixtures, or $G4_FIXTURES). */
 const char *t_fixture_dir(void);
 /* A fresh scratch directory under tests/tmp for this suite. */

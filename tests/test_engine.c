@@ -29,6 +29,7 @@ __attribute__((constructor)) static void make_model(void) {
 static g4_engine *open_engine(g4_kv_dtype kv, int seqs) {
     g4_engine_opts o;
     g4_engine_default_opts(&o);
+    o.device = t_device(); /* G4_TEST_DEVICE=cuda runs the same checks on the GPU */
     o.kv_dtype = kv;
     o.max_seqs = seqs;
     o.max_context = 64;

@@ -49,6 +49,7 @@ static double rel_err(const float *a, const float *ref, int n) {
 static g4_engine *open_engine(const char *dir, g4_kv_dtype kv) {
     g4_engine_opts o;
     g4_engine_default_opts(&o);
+    o.device = t_device(); /* G4_TEST_DEVICE=cuda runs the same checks on the GPU */
     o.kv_dtype = kv;
     o.max_context = 128;
     g4_err err;

@@ -30,6 +30,11 @@ int t_run(const char *suite, const t_case *cases, int n) {
     return failed ? 1 : 0;
 }
 
+int t_device(void) {
+    const char *d = getenv("G4_TEST_DEVICE");
+    return d && !strcmp(d, "cuda") ? 1 : 0; /* G4_DEVICE_CUDA : G4_DEVICE_CPU */
+}
+
 const char *t_fixture_dir(void) {
     const char *dir = getenv("G4_FIXTURES");
     return dir ? dir : "tests/fixtures";

@@ -22,6 +22,16 @@ typedef struct {
     float layer_scalar, k_scale, v_scale;
 } layer_dev;
 
+/* Host -> GPU copies through two pinned staging buffers: the host threads
+ * copy (and page in) the next piece of the mapped checkpoint while the
+ * previous piece crosses the bus. */
+#define STAGE_BYTES (256u << 20)
+typedef struct {
+    void *pinned[2];
+    cudaEvent_t done[2];
+    int cur;
+} uploader;
+
 struct g4_cuda {
     g4_config cfg;
     cudaStream_t stream;
@@ -40,6 +50,7 @@ struct g4_cuda {
     int graph_seq;
     void **allocs;
     int n_allocs;
+    uploader up;
 };
 
 static int cuda_fail(g4_err *err, cudaError_t e, const char *what) {
@@ -59,12 +70,43 @@ static void *dev_alloc(g4_cuda *c, size_t bytes, g4_err *err) {
     return p;
 }
 
+static int uploader_init(uploader *u, g4_err *err) {
+    for (int i = 0; i < 2; i++) {
+        CK(cudaMallocHost(&u->pinned[i], STAGE_BYTES), "pinned staging buffer");
+        CK(cudaEventCreateWithFlags(&u->done[i], cudaEventDisableTiming), "event");
+    }
+    return 0;
+}
+
+static void uploader_free(uploader *u) {
+    for (int i = 0; i < 2; i++) {
+        if (u->pinned[i]) cudaFreeHost(u->pinned[i]);
+        if (u->done[i]) cudaEventDestroy(u->done[i]);
+    }
+}
+
+static int stage_copy(g4_cuda *c, char *dst, const char *src, size_t bytes, g4_err *err) {
+    uploader *u = &c->up;
+    for (size_t off = 0; off < bytes; off += STAGE_BYTES) {
+        const size_t n = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
+        CK(cudaEventSynchronize(u->done[u->cur]), "staging");
+        char *stage = u->pinned[u->cur];
+        const long pieces = (long)((n + (1 << 20) - 1) >> 20);
+#pragma omp parallel for schedule(dynamic)
+        for (long p = 0; p < pieces; p++) {
+            const size_t at = (size_t)p << 20, len = n - at < (1u << 20) ? n - at : (1u << 20);
+            memcpy(stage + at, src + off + at, len);
+        }
+        CK(cudaMemcpyAsync(dst + off, stage, n, cudaMemcpyHostToDevice, c->stream), "upload");
+        CK(cudaEventRecord(u->done[u->cur], c->stream), "staging");
+        u->cur ^= 1;
+    }
+    return 0;
+}
+
 static void *upload(g4_cuda *c, const void *host, size_t bytes, g4_err *err) {
     void *d = dev_alloc(c, bytes, err);
-    if (d && cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
-        g4_errorf(err, "CUDA: upload of %.1f MB failed", bytes / 1e6);
-        return NULL;
-    }
+    if (d && stage_copy(c, d, host, bytes, err)) return NULL;
     return d;
 }
 
@@ -154,10 +196,14 @@ g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int m
     c->layers = calloc(c->cfg.n_layers, sizeof *c->layers);
     int rc = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking) == cudaSuccess ? 0
              : g4_errorf(err, "CUDA: cannot create a stream");
+    if (!rc) rc = uploader_init(&c->up, err);
     for (int l = 0; l < c->cfg.n_layers && !rc; l++) rc = upload_layer(c, w, l, err);
     if (!rc && !(c->embed = upload(c, w->embed.data, 2ull * w->embed.rows * w->embed.cols, err))) rc = -1;
     if (!rc && !(c->final_norm = upload_vec(c, w->final_norm, c->cfg.hidden, err))) rc = -1;
     if (!rc) rc = alloc_cache(c, err) || alloc_scratch(c, err);
+    if (!rc && cudaStreamSynchronize(c->stream) != cudaSuccess) rc = g4_errorf(err, "CUDA: weight upload failed");
+    uploader_free(&c->up);
+    memset(&c->up, 0, sizeof c->up);
     if (rc) {
         g4_cuda_free(c);
         return NULL;
@@ -168,6 +214,7 @@ g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int m
 void g4_cuda_free(g4_cuda *c) {
     if (!c) return;
     if (c->graph) cudaGraphExecDestroy(c->graph);
+    uploader_free(&c->up);
     for (int i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i]);
     if (c->stream) cudaStreamDestroy(c->stream);
     free(c->allocs);

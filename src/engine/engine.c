@@ -119,6 +119,10 @@ static int check_items(const g4_engine *e, const g4_batch_item *items, int n, g4
                              e->seq_len[it->seq], it->n_tokens, e->opts.max_context);
         for (int j = 0; j < i; j++)
             if (items[j].seq == it->seq) return g4_errorf(err, "batch items %d and %d name the same sequence", j, i);
+        for (int t = 0; t < it->n_tokens; t++) /* every backend indexes the embedding with these */
+            if (it->tokens[t] < 0 || it->tokens[t] >= e->weights->cfg.vocab_size)
+                return g4_errorf(err, "batch item %d: token id %d is outside the vocabulary (0..%d)", i, it->tokens[t],
+                                 e->weights->cfg.vocab_size - 1);
     }
     return 0;
 }
@@ -149,6 +153,8 @@ int g4_engine_forward(g4_engine *e, const g4_batch_item *items, int n_items, flo
 int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t *out, float *step_ms, g4_err *err) {
     if (seq < 0 || seq >= e->opts.max_seqs || e->seq_len[seq] < 0)
         return g4_errorf(err, "sequence %d is not allocated", seq);
+    if (first < 0 || first >= e->weights->cfg.vocab_size)
+        return g4_errorf(err, "token id %d is outside the vocabulary (0..%d)", first, e->weights->cfg.vocab_size - 1);
     if (e->seq_len[seq] + n > e->opts.max_context)
         return g4_errorf(err, "%d + %d tokens exceed the context limit of %d", e->seq_len[seq], n, e->opts.max_context);
 #if G4_HAVE_CUDA

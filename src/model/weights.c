@@ -84,6 +84,8 @@ static int fp8_scales(g4_weights *w, g4_matrix *m, const st_tensor *t, g4_err *e
 static int repair_nan_bytes(g4_weights *w, const st_tensor *t, g4_matrix *m, g4_err *err) {
     const uint8_t *codes = t->data;
     uint64_t n = st_numel(t), bad = 0;
+    /* every weight byte is looked at once at start-up: spread it over the cores */
+#pragma omp parallel for reduction(+ : bad) schedule(static) if (n > (1u << 22))
     for (uint64_t i = 0; i < n; i++) bad += (codes[i] & 0x7f) == 0x7f;
     if (!bad) return 0;
     uint8_t *writable = st_tensor_make_writable(t, err);
