@@ -19,6 +19,7 @@
 typedef struct {
     const char *model;
     int lens[MAX_LENS], n_lens, gen, reps;
+    bool profile;
     g4_engine_opts engine;
 } bench_args;
 
@@ -53,7 +54,8 @@ static int parse(int argc, char **argv, bench_args *a) {
         } else if ((v = arg_value(&i, argc, argv, "--device", &missing))) {
             if (strcmp(v, "cpu") && strcmp(v, "cuda")) return -1;
             a->engine.device = strcmp(v, "cpu") ? G4_DEVICE_CUDA : G4_DEVICE_CPU;
-        } else if (!missing) return -1;
+        } else if (!strcmp(argv[i], "--profile")) a->profile = true;
+        else if (!missing) return -1;
     }
     return missing || !a->model || a->gen < 2 || a->reps < 1 ? -1 : 0;
 }
@@ -85,6 +87,21 @@ static double step_bytes(const g4_weights *w, int context, g4_kv_dtype kv) {
     return bytes;
 }
 
+static void print_profile(g4_engine *e, int seq, int32_t token) {
+    double ms[16];
+    const char *names[16];
+    g4_err err;
+    int n = g4_engine_profile_step(e, seq, token, ms, names, &err);
+    if (n < 0) {
+        fprintf(stderr, "g4 bench: %s\n", err.msg);
+        return;
+    }
+    double total = 0;
+    for (int i = 0; i < n; i++) total += ms[i];
+    printf("  decode step by stage (one step without the graph, events between stages; %.3f ms in all):\n", total);
+    for (int i = 0; i < n; i++) printf("    %-28s %8.3f ms %5.1f%%\n", names[i], ms[i], 100 * ms[i] / total);
+}
+
 static int run_length(g4_engine *e, const bench_args *a, int len, double gbs) {
     g4_err err;
     const g4_config *c = g4_engine_config(e);
@@ -113,6 +130,7 @@ static int run_length(g4_engine *e, const bench_args *a, int len, double gbs) {
         printf("%8d %10.2f %9.3f %9.3f %9.1f %11.3f %9.3f %8.1f%%\n", len, percentile(ttft, a->reps, 0.5), med, p90,
                1000.0 / med, bytes / 1e9, floor_ms, floor_ms > 0 ? 100.0 * floor_ms / med : 0.0);
     }
+    if (!rc && a->profile) print_profile(e, seq, out[a->gen - 1]);
     g4_engine_seq_free(e, seq);
     free(prompt), free(out), free(logits), free(ttft), free(itl);
     return rc;
@@ -122,7 +140,7 @@ int cmd_bench(int argc, char **argv) {
     bench_args a;
     if (parse(argc, argv, &a)) {
         fprintf(stderr, "usage: g4 bench --model-path DIR [--prompt-len 145,1024,8192] [--gen 410] [--reps 3]\n"
-                        "                [--device cuda|cpu] [--kv-cache fp8|bf16|f32]\n");
+                        "                [--device cuda|cpu] [--kv-cache fp8|bf16|f32] [--profile]\n");
         return 2;
     }
     int longest = 0;

@@ -31,6 +31,11 @@ int g4_cuda_forward(g4_cuda *c, int seq, int pos0, const int32_t *tokens, int n,
 int g4_cuda_decode_greedy(g4_cuda *c, int seq, int pos0, int32_t first, int n, int32_t *out, float *step_ms,
                           g4_err *err);
 
+/* Times one decode step run without the graph, an event after each stage:
+ * fills ms[i] / names[i] per stage (at most 16) and returns how many. The
+ * sequence is not advanced (the step's KV row is rewritten by the next one). */
+int g4_cuda_profile_step(g4_cuda *c, int seq, int pos0, int32_t token, double *ms, const char **names, g4_err *err);
+
 /* Read bandwidth of this GPU in GB/s (a streaming read of `bytes`, median of reps). */
 double g4_cuda_read_bandwidth(uint64_t bytes, int reps, g4_err *err);
 

@@ -32,6 +32,22 @@ typedef struct {
     int cur;
 } uploader;
 
+/* Per-stage timing of one eager decode step (g4 bench --profile): an event
+ * after every stage, summed by stage. */
+typedef enum {
+    ST_EMBED, ST_NORM, ST_QKV, ST_QKV_POST, ST_ATTN, ST_O, ST_RESID, ST_GEGLU, ST_DOWN, ST_HEAD, ST_SAMPLE, ST_COUNT
+} stage;
+static const char *stage_names[ST_COUNT] = {"embed", "rmsnorm", "gemv q/k/v", "q/k/v norms+rope+kv write",
+                                            "attention", "gemv o", "residual+norms", "gemv gate/up+GeGLU",
+                                            "gemv down", "lm head+softcap", "argmax"};
+#define MAX_MARKS 1024
+typedef struct {
+    bool on;
+    int n;
+    cudaEvent_t ev[MAX_MARKS + 1];
+    int stage[MAX_MARKS];
+} profiler;
+
 struct g4_cuda {
     g4_config cfg;
     cudaStream_t stream;
@@ -51,7 +67,15 @@ struct g4_cuda {
     void **allocs;
     int n_allocs;
     uploader up;
+    profiler prof;
 };
+
+static void mark(g4_cuda *c, stage st) {
+    profiler *p = &c->prof;
+    if (!p->on || p->n >= MAX_MARKS) return;
+    p->stage[p->n] = st;
+    cudaEventRecord(p->ev[++p->n], c->stream);
+}
 
 static int cuda_fail(g4_err *err, cudaError_t e, const char *what) {
     return g4_errorf(err, "CUDA: %s: %s", what, cudaGetErrorString(e));
@@ -270,22 +294,32 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
         float *ys[3] = {c->q, c->k, c->v};
         gemv_tokens(qkv, ys, 3, c->x, n, s);
     }
+    mark(c, ST_QKV);
     g4k_qkv_post(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, pos0, n, s);
+    mark(c, ST_QKV_POST);
     g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, s);
+    mark(c, ST_ATTN);
     float *proj = c->proj;
     gemv_tokens(&d->o, &proj, 1, c->attn, n, s);
+    mark(c, ST_O);
     g4k_residual_norm(c->h, c->proj, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden, cfg->rms_eps, s);
+    mark(c, ST_RESID);
     geglu_tokens(d, c->ffn, c->x, n, s);
+    mark(c, ST_GEGLU);
     gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
+    mark(c, ST_DOWN);
     const float *next = l + 1 < cfg->n_layers ? c->layers[l + 1].input_norm : c->final_norm;
     g4k_residual_norm(c->h, c->proj, d->post_ffn_norm, d->layer_scalar, c->x, next, n, cfg->hidden, cfg->rms_eps, s);
+    mark(c, ST_RESID);
 }
 
 /* Embedding through the final norm for n <= CHUNK tokens already in c->tokens. */
 static void stack_forward(g4_cuda *c, int seq, const int *pos0, int n) {
     const g4_config *cfg = &c->cfg;
     g4k_embed(c->h, c->embed, c->tokens, n, cfg->hidden, g4_round_bf16(sqrtf((float)cfg->hidden)), c->stream);
+    mark(c, ST_EMBED);
     g4k_rmsnorm(c->x, c->h, c->layers[0].input_norm, n, cfg->hidden, cfg->rms_eps, c->stream);
+    mark(c, ST_NORM);
     for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, seq, l, pos0, n);
 }
 
@@ -325,8 +359,10 @@ static void decode_step(g4_cuda *c, int seq) {
     int *pos = c->pos + seq;
     stack_forward(c, seq, pos, 1);
     g4k_lm_head(c->logits, c->x, c->embed, 1, cfg->vocab_size, cfg->hidden, cfg->final_softcap, c->stream);
+    mark(c, ST_HEAD);
     g4k_argmax(c->tokens, c->logits, 1, cfg->vocab_size, cfg->eoi_token_id, cfg->eoa_token_id, c->stream);
     g4k_record_advance(pos, c->tokens, c->hist, c->stream);
+    mark(c, ST_SAMPLE);
 }
 
 static int capture(g4_cuda *c, int seq, g4_err *err) {
@@ -363,4 +399,24 @@ int g4_cuda_decode_greedy(g4_cuda *c, int seq, int pos0, int32_t first, int n, i
     if (e != cudaSuccess) return cuda_fail(err, e, "decode");
     CK(cudaMemcpy(out, c->hist + pos0 + 1, sizeof(int32_t) * n, cudaMemcpyDeviceToHost), "tokens out");
     return 0;
+}
+
+int g4_cuda_profile_step(g4_cuda *c, int seq, int pos0, int32_t token, double *ms, const char **names, g4_err *err) {
+    profiler *p = &c->prof;
+    for (int i = 0; i <= MAX_MARKS; i++) CK(cudaEventCreate(&p->ev[i]), "event");
+    CK(cudaMemcpyAsync(c->tokens, &token, sizeof token, cudaMemcpyHostToDevice, c->stream), "token");
+    CK(cudaMemcpyAsync(c->pos + seq, &pos0, sizeof pos0, cudaMemcpyHostToDevice, c->stream), "position");
+    p->on = true, p->n = 0;
+    cudaEventRecord(p->ev[0], c->stream);
+    decode_step(c, seq);
+    p->on = false;
+    CK(cudaStreamSynchronize(c->stream), "profile step");
+    for (int s = 0; s < ST_COUNT; s++) ms[s] = 0, names[s] = stage_names[s];
+    for (int i = 0; i < p->n; i++) {
+        float t;
+        cudaEventElapsedTime(&t, p->ev[i], p->ev[i + 1]);
+        ms[p->stage[i]] += t;
+    }
+    for (int i = 0; i <= MAX_MARKS; i++) cudaEventDestroy(p->ev[i]);
+    return ST_COUNT;
 }

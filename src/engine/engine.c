@@ -182,3 +182,10 @@ int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t
 }
 
 const g4_weights *g4_engine_weights(const g4_engine *e) { return e->weights; }
+
+int g4_engine_profile_step(g4_engine *e, int seq, int32_t token, double *ms, const char **names, g4_err *err) {
+#if G4_HAVE_CUDA
+    if (e->cuda) return g4_cuda_profile_step(e->cuda, seq, e->seq_len[seq], token, ms, names, err);
+#endif
+    return g4_errorf(err, "stage profiling needs the CUDA backend");
+}

@@ -58,6 +58,10 @@ int g4_engine_forward(g4_engine *e, const g4_batch_item *items, int n_items, flo
  * step_ms[i] (may be NULL) the time of step i. The sequence grows by n. */
 int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t *out, float *step_ms, g4_err *err);
 
+/* GPU time of each stage of one decode step (CUDA only): fills ms[i] and
+ * names[i] (at most 16 stages), returns the number of stages or -1. */
+int g4_engine_profile_step(g4_engine *e, int seq, int32_t token, double *ms, const char **names, g4_err *err);
+
 /* The loaded weights (for sizes in reports). */
 const g4_weights *g4_engine_weights(const g4_engine *e);
 
