@@ -52,9 +52,9 @@ __device__ __forceinline__ void dot_row(const gemv_mat &mat, int row, int cols, 
                 if (c >= nchunk) break;
                 float wf[PER];
                 const uint32_t words[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
-                if (FP8) {
+                if (FP8) { /* values x 2^-120; the biased scale puts it back */
 #pragma unroll
-                    for (int k = 0; k < 4; k++) g4k_fp8x4_to_f32(words[k], wf + 4 * k);
+                    for (int k = 0; k < 4; k++) g4k_fp8x4_to_f32_biased(words[k], wf + 4 * k);
                 } else {
 #pragma unroll
                     for (int k = 0; k < 4; k++) {
@@ -72,7 +72,7 @@ __device__ __forceinline__ void dot_row(const gemv_mat &mat, int row, int cols, 
                         const float4 xv = __ldg(xp + k);
                         part += wf[4 * k] * xv.x + wf[4 * k + 1] * xv.y + wf[4 * k + 2] * xv.z + wf[4 * k + 3] * xv.w;
                     }
-                    acc[m] += s * part;
+                    acc[m] += FP8 ? (part * G4K_FP8_SCALE_BIAS) * s : part; /* bias first: no overflow */
                 }
             }
         }
