@@ -15,6 +15,7 @@
 
 #define CHUNK 64  /* tokens per forward chunk */
 #define GEMV_M 8  /* tokens per GEMV launch */
+#define SPLITS 4  /* split-K parts of o_proj and down_proj in decode: their 3840 rows alone fill too few SMs */
 
 typedef struct {
     g4_dmatrix q, k, v, o, gate, up, down;
@@ -197,7 +198,7 @@ static int alloc_scratch(g4_cuda *c, g4_err *err) {
     const size_t hid = (size_t)CHUNK * c->cfg.hidden * sizeof(float);
     if (!(c->h = dev_alloc(c, hid, err)) || !(c->x = dev_alloc(c, hid, err)) || !(c->q = dev_alloc(c, wide, err)) ||
         !(c->k = dev_alloc(c, wide, err)) || !(c->v = dev_alloc(c, wide, err)) ||
-        !(c->attn = dev_alloc(c, wide, err)) || !(c->proj = dev_alloc(c, hid, err)) ||
+        !(c->attn = dev_alloc(c, wide, err)) || !(c->proj = dev_alloc(c, SPLITS * hid, err)) ||
         !(c->ffn = dev_alloc(c, wide, err)) ||
         !(c->logits = dev_alloc(c, (size_t)GEMV_M * c->cfg.vocab_size * sizeof(float), err)) ||
         !(c->tokens = dev_alloc(c, CHUNK * sizeof(int32_t), err)) ||
@@ -299,17 +300,23 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     mark(c, ST_QKV_POST);
     g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, s);
     mark(c, ST_ATTN);
+    /* o and down: split-K parts when one launch covers every token (decode) */
+    const int parts = n <= GEMV_M ? SPLITS : 1;
     float *proj = c->proj;
-    gemv_tokens(&d->o, &proj, 1, c->attn, n, s);
+    if (parts > 1) g4k_gemv_split(&d->o, &proj, 1, c->attn, n, parts, s);
+    else gemv_tokens(&d->o, &proj, 1, c->attn, n, s);
     mark(c, ST_O);
-    g4k_residual_norm(c->h, c->proj, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden, cfg->rms_eps, s);
+    g4k_residual_norm(c->h, c->proj, parts, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden,
+                      cfg->rms_eps, s);
     mark(c, ST_RESID);
     geglu_tokens(d, c->ffn, c->x, n, s);
     mark(c, ST_GEGLU);
-    gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
+    if (parts > 1) g4k_gemv_split(&d->down, &proj, 1, c->ffn, n, parts, s);
+    else gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
     mark(c, ST_DOWN);
     const float *next = l + 1 < cfg->n_layers ? c->layers[l + 1].input_norm : c->final_norm;
-    g4k_residual_norm(c->h, c->proj, d->post_ffn_norm, d->layer_scalar, c->x, next, n, cfg->hidden, cfg->rms_eps, s);
+    g4k_residual_norm(c->h, c->proj, parts, d->post_ffn_norm, d->layer_scalar, c->x, next, n, cfg->hidden,
+                      cfg->rms_eps, s);
     mark(c, ST_RESID);
 }
 

@@ -24,85 +24,95 @@ struct gemv_mat {
 struct gemv_args {
     gemv_mat mat[3];
     int n_mats, cols, total_rows, M;
+    int splits;      /* split-K: the columns in `splits` parts, partial sums to y + part * M * rows */
     const float *x;
     float cap;
 };
 
-/* acc[m] += W[row] . x[m] over the lane's share of the row. */
-template <int M, bool FP8, bool VEC>
-__device__ __forceinline__ void dot_row(const gemv_mat &mat, int row, int cols, const float *__restrict__ x,
-                                        int lane, float acc[M]) {
-    const int cblocks = (cols + 127) / 128;
-    const float *srow = FP8 ? mat.scales + (size_t)(row / 128) * cblocks : nullptr;
-    const size_t elem = FP8 ? 1 : 2;
-    const uint8_t *wrow = mat.w + (size_t)row * cols * elem;
-    if (VEC) {
-        constexpr int PER = FP8 ? 16 : 8; /* elements per 16-byte chunk */
-        const int nchunk = cols / PER;
-        for (int c0 = lane; c0 < nchunk; c0 += 32 * UNROLL) {
-            uint4 wv[UNROLL];
+/* Rows per warp on the vector path. Each lane's x values are loaded once per
+ * chunk and used for all of them: the x loads (64 bytes per lane per chunk,
+ * strided across the warp) otherwise cost more L1 wavefronts than the
+ * weights bring bytes, and the GEMV stalls at half the HBM rate. */
+#define VEC_ROWS 4
+
+/* acc[r][m] += W_r . x[m] for NR rows whose start pointers are given, over the
+ * lane's share of the columns (16-byte chunks: 16 FP8 codes or 8 BF16). */
+template <int M, int NR, bool FP8>
+__device__ __forceinline__ void dot_rows_vec(const uint8_t *const wrow[NR], const float *const srow[NR], int cols,
+                                             int chunk_begin, int nchunk, const float *__restrict__ x, int lane,
+                                             float acc[NR][M]) {
+    constexpr int PER = FP8 ? 16 : 8;
+    constexpr int UN = NR >= 8 ? 1 : 8 / NR; /* about 8 chunks of loads in flight per lane */
+    for (int c0 = chunk_begin + lane; c0 < nchunk; c0 += 32 * UN) {
+        uint4 wv[UN][NR];
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++) {
-                const int c = c0 + 32 * u;
-                if (c < nchunk) wv[u] = g4k_ld_stream(wrow + (size_t)c * 16);
-            }
+        for (int u = 0; u < UN; u++) {
+            const int c = c0 + 32 * u;
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++) {
-                const int c = c0 + 32 * u;
-                if (c >= nchunk) break;
-                float wf[PER];
-                const uint32_t words[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
-                if (FP8) { /* values x 2^-120; the biased scale puts it back */
+            for (int r = 0; r < NR; r++)
+                if (c < nchunk) wv[u][r] = g4k_ld_stream(wrow[r] + (size_t)c * 16);
+        }
 #pragma unroll
-                    for (int k = 0; k < 4; k++) g4k_fp8x4_to_f32_biased(words[k], wf + 4 * k);
-                } else {
+        for (int u = 0; u < UN; u++) {
+            const int c = c0 + 32 * u;
+            if (c >= nchunk) break;
 #pragma unroll
-                    for (int k = 0; k < 4; k++) {
-                        wf[2 * k] = __uint_as_float(words[k] << 16);
-                        wf[2 * k + 1] = __uint_as_float(words[k] & 0xffff0000u);
-                    }
+            for (int m = 0; m < M; m++) {
+                float xv[PER];
+                const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)m * cols + (size_t)c * PER);
+#pragma unroll
+                for (int k = 0; k < PER / 4; k++) {
+                    const float4 t = __ldg(xp + k);
+                    xv[4 * k] = t.x, xv[4 * k + 1] = t.y, xv[4 * k + 2] = t.z, xv[4 * k + 3] = t.w;
                 }
-                const float s = FP8 ? __ldg(srow + (c * PER) / 128) : 1.0f;
 #pragma unroll
-                for (int m = 0; m < M; m++) {
-                    const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)m * cols + (size_t)c * PER);
+                for (int r = 0; r < NR; r++) {
+                    const uint32_t words[4] = {wv[u][r].x, wv[u][r].y, wv[u][r].z, wv[u][r].w};
+                    float wf[PER];
+                    if (FP8) { /* values x 2^-120; the biased scale puts it back */
+#pragma unroll
+                        for (int k = 0; k < 4; k++) g4k_fp8x4_to_f32_biased(words[k], wf + 4 * k);
+                    } else {
+#pragma unroll
+                        for (int k = 0; k < 4; k++) {
+                            wf[2 * k] = __uint_as_float(words[k] << 16);
+                            wf[2 * k + 1] = __uint_as_float(words[k] & 0xffff0000u);
+                        }
+                    }
                     float part = 0.0f;
 #pragma unroll
-                    for (int k = 0; k < PER / 4; k++) {
-                        const float4 xv = __ldg(xp + k);
-                        part += wf[4 * k] * xv.x + wf[4 * k + 1] * xv.y + wf[4 * k + 2] * xv.z + wf[4 * k + 3] * xv.w;
-                    }
-                    acc[m] += FP8 ? (part * G4K_FP8_SCALE_BIAS) * s : part; /* bias first: no overflow */
+                    for (int k = 0; k < PER; k++) part += wf[k] * xv[k];
+                    /* bias first, then the block scale: no overflow */
+                    acc[r][m] += FP8 ? (part * G4K_FP8_SCALE_BIAS) * __ldg(srow[r] + (c * PER) / 128) : part;
                 }
             }
-        }
-    } else { /* any width (small test models): one element per lane per step */
-        for (int c = lane; c < cols; c += 32) {
-            const float wv = FP8 ? g4k_fp8_to_f32(wrow[c]) * srow[c / 128]
-                                 : g4k_bf16_to_f32(reinterpret_cast<const uint16_t *>(wrow)[c]);
-#pragma unroll
-            for (int m = 0; m < M; m++) acc[m] += wv * x[(size_t)m * cols + c];
         }
     }
 }
 
-template <int M, bool FP8, bool VEC, int MODE>
-__global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
-    const int lane = threadIdx.x % 32;
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= a.total_rows) return;
-    if (MODE == MODE_GEGLU) {
-        float g[M] = {0}, u[M] = {0};
-        dot_row<M, FP8, VEC>(a.mat[0], row, a.cols, a.x, lane, g);
-        dot_row<M, FP8, VEC>(a.mat[1], row, a.cols, a.x, lane, u);
+/* Any width (small test models): one element per lane per step, one row. */
+template <int M, bool FP8>
+__device__ __forceinline__ void dot_row_any(const uint8_t *wrow, const float *srow, int cols, const float *__restrict__ x,
+                                            int lane, float acc[M]) {
+    for (int c = lane; c < cols; c += 32) {
+        const float wv = FP8 ? g4k_fp8_to_f32(wrow[c]) * srow[c / 128]
+                             : g4k_bf16_to_f32(reinterpret_cast<const uint16_t *>(wrow)[c]);
 #pragma unroll
-        for (int m = 0; m < M; m++) {
-            const float gs = g4k_warp_sum(g[m]), us = g4k_warp_sum(u[m]);
-            if (lane == 0) a.mat[0].y[(size_t)m * a.mat[0].rows + row] = g4k_gelu_tanh(gs) * us;
-        }
-        return;
+        for (int m = 0; m < M; m++) acc[m] += wv * x[(size_t)m * cols + c];
     }
-    /* which matrix: constant indices only, so the parameters stay out of local memory */
+}
+
+__device__ __forceinline__ const uint8_t *row_ptr(const gemv_mat &mat, int row, int cols, bool fp8) {
+    return mat.w + (size_t)row * cols * (fp8 ? 1 : 2);
+}
+
+__device__ __forceinline__ const float *scale_row(const gemv_mat &mat, int row, int cols, bool fp8) {
+    return fp8 ? mat.scales + (size_t)(row / 128) * ((cols + 127) / 128) : nullptr;
+}
+
+/* Which matrix a global row falls in: constant indices only, so the
+ * parameters stay out of local memory. */
+__device__ __forceinline__ gemv_mat pick_mat(const gemv_args &a, int &row) {
     gemv_mat mat = a.mat[0];
     if (a.n_mats > 1 && row >= a.mat[0].rows) {
         row -= a.mat[0].rows;
@@ -112,19 +122,76 @@ __global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
             mat = a.mat[2];
         }
     }
-    float acc[M] = {0};
-    dot_row<M, FP8, VEC>(mat, row, a.cols, a.x, lane, acc);
+    return mat;
+}
+
+__device__ __forceinline__ float epilogue(float v, int mode, float cap) {
+    return mode == MODE_SOFTCAP && cap > 0.0f ? cap * tanhf(v / cap) : v;
+}
+
+/* One warp per VEC_ROWS rows (R = VEC_ROWS) or per row (R = 1, any width). */
+template <int M, bool FP8, bool VEC, int MODE>
+__global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
+    constexpr int R = VEC ? VEC_ROWS : 1;
+    const int lane = threadIdx.x % 32;
+    int row = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * R;
+    if (row >= a.total_rows) return;
+    if (MODE == MODE_GEGLU) { /* rows row..row+R-1 of gate and of up */
+        constexpr int NR = 2 * R;
+        float acc[NR][M] = {};
+        if (VEC) {
+            const uint8_t *w[NR];
+            const float *sc[NR];
 #pragma unroll
-    for (int m = 0; m < M; m++) {
-        float v = g4k_warp_sum(acc[m]);
-        if (MODE == MODE_SOFTCAP && a.cap > 0.0f) v = a.cap * tanhf(v / a.cap);
-        if (lane == 0) mat.y[(size_t)m * mat.rows + row] = v;
+            for (int r = 0; r < NR; r++) {
+                const gemv_mat &mat = r < R ? a.mat[0] : a.mat[1];
+                w[r] = row_ptr(mat, row + r % R, a.cols, FP8), sc[r] = scale_row(mat, row + r % R, a.cols, FP8);
+            }
+            dot_rows_vec<M, NR, FP8>(w, sc, a.cols, 0, a.cols / (FP8 ? 16 : 8), a.x, lane, acc);
+        } else {
+            dot_row_any<M, FP8>(row_ptr(a.mat[0], row, a.cols, FP8), scale_row(a.mat[0], row, a.cols, FP8), a.cols, a.x,
+                                lane, acc[0]);
+            dot_row_any<M, FP8>(row_ptr(a.mat[1], row, a.cols, FP8), scale_row(a.mat[1], row, a.cols, FP8), a.cols, a.x,
+                                lane, acc[NR - 1]);
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                const float g = g4k_warp_sum(acc[r][m]), u = g4k_warp_sum(acc[r + R][m]);
+                if (lane == 0) a.mat[0].y[(size_t)m * a.mat[0].rows + row + r] = g4k_gelu_tanh(g) * u;
+            }
+        return;
     }
+    /* split-K: blockIdx.y picks a part of the columns (whole 128-wide scale blocks) */
+    const int nchunk_all = a.cols / (FP8 ? 16 : 8), per_part = (nchunk_all / a.splits + 7) / 8 * 8;
+    const int chunk_begin = blockIdx.y * per_part;
+    const int chunk_end = chunk_begin + per_part < nchunk_all ? chunk_begin + per_part : nchunk_all;
+    gemv_mat mat = pick_mat(a, row); /* R divides every matrix's rows, so a warp stays in one */
+    mat.y += (size_t)blockIdx.y * a.M * mat.rows;
+    float acc[R][M] = {};
+    if (VEC) {
+        const uint8_t *w[R];
+        const float *sc[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) w[r] = row_ptr(mat, row + r, a.cols, FP8), sc[r] = scale_row(mat, row + r, a.cols, FP8);
+        dot_rows_vec<M, R, FP8>(w, sc, a.cols, chunk_begin, chunk_end, a.x, lane, acc);
+    } else {
+        dot_row_any<M, FP8>(row_ptr(mat, row, a.cols, FP8), scale_row(mat, row, a.cols, FP8), a.cols, a.x, lane, acc[0]);
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            const float v = epilogue(g4k_warp_sum(acc[r][m]), MODE, a.cap);
+            if (lane == 0) mat.y[(size_t)m * mat.rows + row + r] = v;
+        }
 }
 
 template <int M, int MODE>
 static void launch_m(const gemv_args &a, bool fp8, bool vec, cudaStream_t s) {
-    const int warps = 8, blocks = (a.total_rows + warps - 1) / warps;
+    const int warps = 8, rows_per_warp = vec ? VEC_ROWS : 1;
+    const dim3 blocks((a.total_rows / rows_per_warp + warps - 1) / warps, a.splits);
     if (fp8 && vec) gemv_kernel<M, true, true, MODE><<<blocks, 32 * warps, 0, s>>>(a);
     else if (fp8) gemv_kernel<M, true, false, MODE><<<blocks, 32 * warps, 0, s>>>(a);
     else if (vec) gemv_kernel<M, false, true, MODE><<<blocks, 32 * warps, 0, s>>>(a);
@@ -133,8 +200,18 @@ static void launch_m(const gemv_args &a, bool fp8, bool vec, cudaStream_t s) {
 
 template <int MODE>
 static void launch(const gemv_args &a, bool fp8, cudaStream_t s) {
-    /* 16-byte chunks need rows that start 16-byte aligned */
-    const bool vec = fp8 ? a.cols % 16 == 0 : a.cols % 8 == 0;
+    /* 16-byte chunks need rows that start 16-byte aligned; a warp's rows must
+     * lie in one matrix */
+    bool vec = fp8 ? a.cols % 16 == 0 : a.cols % 8 == 0;
+    for (int i = 0; i < a.n_mats; i++) vec = vec && a.mat[i].rows % VEC_ROWS == 0;
+    if (!vec && a.splits > 1) { /* the any-width path has no split: do it whole into part 0, zero the rest */
+        gemv_args whole = a;
+        whole.splits = 1;
+        for (int p = 1; p < a.splits; p++)
+            cudaMemsetAsync(a.mat[0].y + (size_t)p * a.M * a.mat[0].rows, 0, sizeof(float) * a.M * a.mat[0].rows, s);
+        launch<MODE>(whole, fp8, s);
+        return;
+    }
     switch (a.M) {
     case 1: launch_m<1, MODE>(a, fp8, vec, s); break;
     case 2: launch_m<2, MODE>(a, fp8, vec, s); break;
@@ -153,8 +230,13 @@ static gemv_mat to_mat(const g4_dmatrix *m, float *y) {
 }
 
 extern "C" void g4k_gemv(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4_stream s) {
+    g4k_gemv_split(w, y, n_mats, x, M, 1, s);
+}
+
+extern "C" void g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, int splits,
+                               g4_stream s) {
     gemv_args a = {};
-    a.n_mats = n_mats, a.cols = w[0].cols, a.M = M, a.x = x;
+    a.n_mats = n_mats, a.cols = w[0].cols, a.M = M, a.x = x, a.splits = splits;
     for (int i = 0; i < n_mats; i++) {
         a.mat[i] = to_mat(&w[i], y[i]);
         a.total_rows += w[i].rows;
@@ -165,7 +247,7 @@ extern "C" void g4k_gemv(const g4_dmatrix *w, float *const *y, int n_mats, const
 extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                                g4_stream s) {
     gemv_args a = {};
-    a.n_mats = 2, a.cols = gate->cols, a.M = M, a.x = x, a.total_rows = gate->rows;
+    a.n_mats = 2, a.cols = gate->cols, a.M = M, a.x = x, a.total_rows = gate->rows, a.splits = 1;
     a.mat[0] = to_mat(gate, y);
     a.mat[1] = to_mat(up, nullptr);
     launch<MODE_GEGLU>(a, gate->fp8, s);
@@ -174,7 +256,7 @@ extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, flo
 extern "C" void g4k_lm_head(float *logits, const float *x, const uint16_t *E, int M, int vocab, int n, float cap,
                             g4_stream s) {
     gemv_args a = {};
-    a.n_mats = 1, a.cols = n, a.M = M, a.x = x, a.total_rows = vocab, a.cap = cap;
+    a.n_mats = 1, a.cols = n, a.M = M, a.x = x, a.total_rows = vocab, a.cap = cap, a.splits = 1;
     gemv_mat g = {reinterpret_cast<const uint8_t *>(E), nullptr, vocab, logits};
     a.mat[0] = g;
     launch<MODE_SOFTCAP>(a, false, s);

@@ -26,6 +26,11 @@ typedef struct {
  * matrix i writes y_i. */
 void g4k_gemv(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4_stream stream);
 
+/* The same for one matrix with its columns in `splits` parts: part p writes
+ * its partial sums to y[0] + p * M * rows (the consumer adds the parts). */
+void g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, int splits,
+                    g4_stream stream);
+
 /* GeGLU: y[m][r] = gelu_tanh(x W_gate^T)[m][r] * (x W_up^T)[m][r]. */
 void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                     g4_stream stream);
@@ -34,8 +39,9 @@ void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, cons
 void g4k_rmsnorm(float *out, const float *x, const float *w, int M, int n, float eps, g4_stream stream);
 
 /* h[m] += rms(y[m]; w_post); then optionally h[m] *= scalar; then out[m] = rms(h[m]; w_next)
- * (w_next NULL: no out). The sandwich norm + residual + layer_scalar + the next pre-norm. */
-void g4k_residual_norm(float *h, const float *y, const float *w_post, float scalar, float *out,
+ * (w_next NULL: no out). The sandwich norm + residual + layer_scalar + the next pre-norm.
+ * y holds `parts` split-K partial sums ([parts][M][n]), added up first. */
+void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
                        const float *w_next, int M, int n, float eps, g4_stream stream);
 
 /* h[m] = E[tok[m]] * scale (E BF16 [vocab][n]). */

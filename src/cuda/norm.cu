@@ -29,11 +29,15 @@ extern "C" void g4k_rmsnorm(float *out, const float *x, const float *w, int M, i
 
 /* h += rms(y; w_post); h *= scalar; out = rms(h; w_next). y is read into h
  * first, so h and out may not alias y. */
-__global__ void residual_norm_kernel(float *h, const float *y, const float *w_post, float scalar, float *out,
+__global__ void residual_norm_kernel(float *h, float *y, int parts, const float *w_post, float scalar, float *out,
                                      const float *w_next, int n, float eps) {
     __shared__ float red[32];
     float *hr = h + (size_t)blockIdx.x * n;
-    const float *yr = y + (size_t)blockIdx.x * n;
+    float *yr = y + (size_t)blockIdx.x * n;
+    const size_t part_stride = (size_t)gridDim.x * n;
+    for (int p = 1; p < parts; p++) /* add the split-K parts into part 0 */
+        for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] += yr[p * part_stride + i];
+    __syncthreads();
     const float inv = rms_inv(yr, n, eps, red);
     for (int i = threadIdx.x; i < n; i += blockDim.x) hr[i] = (hr[i] + yr[i] * inv * w_post[i]) * scalar;
     if (!w_next) return;
@@ -48,8 +52,9 @@ __global__ void residual_norm_kernel(float *h, const float *y, const float *w_po
  * store of h and out. Decode runs this 96 times a step on one block each, so
  * its latency, not its bytes, is what counts. */
 #define RES_VEC 4
-__global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float *y, const float *w_post, float scalar,
-                                                          float *out, const float *w_next, int n, float eps) {
+__global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float *y, int parts, const float *w_post,
+                                                          float scalar, float *out, const float *w_next, int n,
+                                                          float eps) {
     __shared__ float red[32];
     const int n4 = n / 4;
     float4 *hr = reinterpret_cast<float4 *>(h + (size_t)blockIdx.x * n);
@@ -62,6 +67,10 @@ __global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float 
         const int i = threadIdx.x + k * blockDim.x;
         if (i < n4) {
             yv[k] = yr[i], hv[k] = hr[i];
+            for (int p = 1; p < parts; p++) { /* split-K parts */
+                const float4 t = yr[(size_t)p * gridDim.x * n4 + i];
+                yv[k].x += t.x, yv[k].y += t.y, yv[k].z += t.z, yv[k].w += t.w;
+            }
             ss += yv[k].x * yv[k].x + yv[k].y * yv[k].y + yv[k].z * yv[k].z + yv[k].w * yv[k].w;
         }
     }
@@ -94,14 +103,15 @@ __global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float 
     }
 }
 
-extern "C" void g4k_residual_norm(float *h, const float *y, const float *w_post, float scalar, float *out,
+extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
                                   const float *w_next, int M, int n, float eps, g4_stream s) {
     if (n % 4 == 0 && n <= 4 * RES_VEC * 1024) {
         int threads = (n / 4 + RES_VEC - 1) / RES_VEC;
         threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
-        residual_norm_vec<<<M, threads, 0, s>>>(h, y, w_post, scalar, out, w_next, n, eps);
+        residual_norm_vec<<<M, threads, 0, s>>>(h, y, parts, w_post, scalar, out, w_next, n, eps);
     } else {
-        residual_norm_kernel<<<M, ROW_THREADS, 0, s>>>(h, y, w_post, scalar, out, w_next, n, eps);
+        residual_norm_kernel<<<M, ROW_THREADS, 0, s>>>(h, const_cast<float *>(y), parts, w_post, scalar, out, w_next, n,
+                                                       eps);
     }
 }
 
