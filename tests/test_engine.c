@@ -64,7 +64,9 @@ static void test_prefill_equals_decode(void) {
         double r = rel_err(one, all + (size_t)t * vocab, vocab);
         worst = r > worst ? r : worst;
     }
-    CHECKF(worst < 1e-5, "prefill vs decode relative error %g", worst);
+    /* 1e-4, not exact: on the GPU, decode sums o/down in split-K parts and
+     * prefill does not, a different fp32 summation order */
+    CHECKF(worst < 1e-4, "prefill vs decode relative error %g", worst);
     free(all);
     free(one);
     g4_engine_free(e);
@@ -113,7 +115,7 @@ static void test_truncate_after_verify(void) {
     ref[10] = 50, ref[11] = 99;
     g4_batch_item r = {b, ref, 12, false};
     REQUIRE(g4_engine_forward(e, &r, 1, lb, &err) == 0);
-    CHECK(rel_err(la, lb, vocab) < 1e-5);
+    CHECK(rel_err(la, lb, vocab) < 1e-4); /* decode vs prefill summation order, as above */
     free(la);
     free(lb);
     g4_engine_free(e);

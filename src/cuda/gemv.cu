@@ -164,7 +164,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
         return;
     }
     /* split-K: blockIdx.y picks a part of the columns (whole 128-wide scale blocks) */
-    const int nchunk_all = a.cols / (FP8 ? 16 : 8), per_part = (nchunk_all / a.splits + 7) / 8 * 8;
+    const int nchunk_all = a.cols / (FP8 ? 16 : 8);
+    const int per_part = ((nchunk_all + a.splits - 1) / a.splits + 7) / 8 * 8; /* whole scale blocks */
     const int chunk_begin = blockIdx.y * per_part;
     const int chunk_end = chunk_begin + per_part < nchunk_all ? chunk_begin + per_part : nchunk_all;
     gemv_mat mat = pick_mat(a, row); /* R divides every matrix's rows, so a warp stays in one */
