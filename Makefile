@@ -96,3 +96,9 @@ $(BUILD)/src/model/quant.o: OPT = -O3 -Wno-psabi
 
 # nvcc objects: rebuild when any header changes (nvcc writes no .d files here)
 $(filter %.o,$(CUDA_SRC:%.cu=$(BUILD)/%.o)): $(wildcard src/*/*.h src/cuda/*.cuh)
+
+# GPU check and timing of the prefill GEMM (run it on a machine with an H100):
+# make build/tests/gpu/gemm_check && build/tests/gpu/gemm_check
+$(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/common.cuh src/cuda/kernels.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu
