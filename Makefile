@@ -107,3 +107,8 @@ $(BUILD)/tests/gpu/test_%: tests/gpu/test_%.c $(BUILD)/tests/test_main.o $(BUILD
 gpu-tests: $(BUILD)/g4 $(GPU_TESTS)
 test-gpu: gpu-tests
 	G4_TEST_DEVICE=cuda tests/run.sh --no-scripts $(GPU_TESTS)
+# GPU check and timing of the prefill GEMM (run it on a machine with an H100):
+# make build/tests/gpu/gemm_check && build/tests/gpu/gemm_check
+$(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/common.cuh src/cuda/kernels.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu

@@ -35,6 +35,16 @@ void g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const floa
 void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                     g4_stream stream);
 
+/* Prefill GEMM on tensor cores for M > 8 (any M >= 1 works): y[m][r] = sum_c x[m][c] W[r][c],
+ * x fp32 [M][cols], y fp32 [M][rows]. FP8 or BF16 weights stay as they are in memory; x is
+ * rounded to FP16 once (rel. error ~2e-4). Uses process-wide scratch that grows on demand
+ * (not thread-safe; a call that grows it cannot be graph-captured). See gemm.cu. */
+void g4k_gemm(const g4_dmatrix *w, float *y, const float *x, int M, g4_stream stream);
+
+/* The same with the GeGLU epilogue: y[m][r] = gelu_tanh(x gate^T)[m][r] * (x up^T)[m][r]. */
+void g4k_gemm_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
+                    g4_stream stream);
+
 /* out[m] = rms(x[m]; w) for M rows of n. */
 void g4k_rmsnorm(float *out, const float *x, const float *w, int M, int n, float eps, g4_stream stream);
 
