@@ -261,8 +261,20 @@ static g4k_attn attn_geometry(const g4_cuda *c, int seq, int l) {
     return a;
 }
 
-/* y = x W^T for n tokens, GEMV_M tokens per pass over the weights. */
+/* Prefill (more tokens than one GEMV pass takes) runs on tensor cores with
+ * FP16 activations (g4k_gemm); G4_EXACT_PREFILL=1 keeps it on the fp32 GEMV
+ * path instead, GEMV_M tokens per pass over the weights (slow, exact). */
+static bool use_gemm(int n) {
+    const char *exact = getenv("G4_EXACT_PREFILL"); /* read per call: tests switch it */
+    return n > GEMV_M && !(exact && atoi(exact));
+}
+
+/* y = x W^T for n tokens. */
 static void gemv_tokens(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int n, cudaStream_t s) {
+    if (use_gemm(n)) {
+        for (int i = 0; i < n_mats; i++) g4k_gemm(&w[i], y[i], x, n, s);
+        return;
+    }
     for (int t = 0; t < n; t += GEMV_M) {
         float *ys[3];
         for (int i = 0; i < n_mats; i++) ys[i] = y[i] + (size_t)t * w[i].rows;
@@ -271,6 +283,10 @@ static void gemv_tokens(const g4_dmatrix *w, float *const *y, int n_mats, const 
 }
 
 static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cudaStream_t s) {
+    if (use_gemm(n)) {
+        g4k_gemm_geglu(&d->gate, &d->up, y, x, n, s);
+        return;
+    }
     for (int t = 0; t < n; t += GEMV_M)
         g4k_gemv_geglu(&d->gate, &d->up, y + (size_t)t * d->gate.rows, x + (size_t)t * d->gate.cols,
                        n - t < GEMV_M ? n - t : GEMV_M, s);

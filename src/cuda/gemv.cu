@@ -132,7 +132,8 @@ __device__ __forceinline__ float epilogue(float v, int mode, float cap) {
 /* One warp per VEC_ROWS rows (R = VEC_ROWS) or per row (R = 1, any width). */
 template <int M, bool FP8, bool VEC, int MODE>
 __global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
-    constexpr int R = VEC ? VEC_ROWS : 1;
+    /* GeGLU warps take VEC_ROWS / 2 row pairs: 4 rows of loads, like the others */
+    constexpr int R = VEC ? (MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS) : 1;
     const int lane = threadIdx.x % 32;
     int row = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * R;
     if (row >= a.total_rows) return;
@@ -191,7 +192,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
 
 template <int M, int MODE>
 static void launch_m(const gemv_args &a, bool fp8, bool vec, cudaStream_t s) {
-    const int warps = 8, rows_per_warp = vec ? VEC_ROWS : 1;
+    const int warps = 8, rows_per_warp = vec ? (MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS) : 1;
     const dim3 blocks((a.total_rows / rows_per_warp + warps - 1) / warps, a.splits);
     if (fp8 && vec) gemv_kernel<M, true, true, MODE><<<blocks, 32 * warps, 0, s>>>(a);
     else if (fp8) gemv_kernel<M, true, false, MODE><<<blocks, 32 * warps, 0, s>>>(a);
