@@ -76,7 +76,7 @@ clean:
 .PHONY: check
 check:
 	tools/setup.sh
-	$(MAKE) all
+	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check)
 	$(MAKE) test
 
 .SECONDARY:
