@@ -240,6 +240,7 @@ void g4_cuda_free(g4_cuda *c) {
     if (!c) return;
     if (c->graph) cudaGraphExecDestroy(c->graph);
     uploader_free(&c->up);
+    g4k_gemm_release();
     for (int i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i]);
     if (c->stream) cudaStreamDestroy(c->stream);
     free(c->allocs);

@@ -426,6 +426,15 @@ static void *g_xh, *g_ws;
 static size_t g_xh_cap, g_ws_cap;
 static int g_sms;
 
+/* Frees the scratch (the CUDA backend calls it when it is freed). */
+extern "C" void g4k_gemm_release(void) {
+    cudaDeviceSynchronize();
+    if (g_xh) cudaFree(g_xh);
+    if (g_ws) cudaFree(g_ws);
+    g_xh = g_ws = nullptr;
+    g_xh_cap = g_ws_cap = 0;
+}
+
 /* Grow a scratch buffer; the stream is synchronized first so that no queued kernel still uses the old one. */
 static int ensure(void **buf, size_t *cap, size_t bytes, cudaStream_t s) {
     if (bytes <= *cap) return 0;

@@ -41,6 +41,9 @@ void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, cons
  * (not thread-safe; a call that grows it cannot be graph-captured). See gemm.cu. */
 void g4k_gemm(const g4_dmatrix *w, float *y, const float *x, int M, g4_stream stream);
 
+/* Frees g4k_gemm's scratch (it grows again on the next call). */
+void g4k_gemm_release(void);
+
 /* The same with the GeGLU epilogue: y[m][r] = gelu_tanh(x gate^T)[m][r] * (x up^T)[m][r]. */
 void g4k_gemm_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                     g4_stream stream);
