@@ -7,19 +7,13 @@
 #include "cli/commands.h"
 #include "model/config.h"
 #include "model/synth.h"
+#include "util/file.h"
 
 static int load_preset(const char *preset, g4_config *cfg, g4_err *err) {
     size_t n = strlen(preset);
     if (n < 5 || strcmp(preset + n - 5, ".json")) return g4_synth_preset(preset, cfg, err);
-    FILE *f = fopen(preset, "rb");
-    if (!f) return g4_errorf(err, "%s: cannot open", preset);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = calloc(1, len + 1);
-    size_t got = fread(text, 1, len, f);
-    fclose(f);
-    text[got] = 0;
+    char *text = g4_read_file(preset, NULL);
+    if (!text) return g4_errorf(err, "%s: cannot read", preset);
     int rc = g4_config_parse(text, preset, cfg, err);
     free(text);
     if (!rc && cfg->quant != G4_QUANT_NONE) cfg->quant = G4_QUANT_NONE; /* --dtype decides */

@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "util/file.h"
+
 /* ------------------------------------------------------------ field access */
 
 static int get_int(const json_t *obj, const char *key, int *out, const char *where, g4_err *err) {
@@ -302,19 +304,6 @@ int g4_config_parse(const char *json_text, const char *where, g4_config *cfg, g4
 
 /* ------------------------------------------------------------ side files */
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc(n + 1);
-    size_t got = fread(buf, 1, n, f);
-    fclose(f);
-    buf[got] = 0;
-    return buf;
-}
-
 static int read_generation_config(const char *dir, g4_config *cfg, g4_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/generation_config.json", dir);
@@ -353,7 +342,7 @@ static int read_hf_quant_config(const char *dir, g4_config *cfg, g4_err *err) {
 int g4_config_load(const char *dir, g4_config *cfg, g4_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    char *text = read_file(path);
+    char *text = g4_read_file(path, NULL);
     if (!text) return g4_errorf(err, "%s: cannot read", path);
     int rc = g4_config_parse(text, path, cfg, err);
     free(text);

@@ -2,6 +2,8 @@
 #include "model/modelopt.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static json_t *exclude_list(bool has_mm) {
     json_t *a = json_array();
@@ -47,5 +49,32 @@ int g4_modelopt_write_metadata(const char *out_dir, json_t *config, bool kv_cach
     snprintf(path, sizeof path, "%s/hf_quant_config.json", out_dir);
     int rc = g4_write_json_file(path, hf, err);
     json_decref(hf);
+    return rc;
+}
+
+static void scale_name(char *out, size_t size, const char *weight_name) {
+    snprintf(out, size, "%.*sweight_scale", (int)(strlen(weight_name) - strlen("weight")), weight_name);
+}
+
+int g4_modelopt_declare_linear(st_writer *w, const char *name, const int64_t shape[2], g4_err *err) {
+    char sname[256];
+    scale_name(sname, sizeof sname, name);
+    const int64_t sshape[4] = {g4_qblocks((int)shape[0]), 1, g4_qblocks((int)shape[1]), 1};
+    return st_writer_add(w, name, ST_F8_E4M3, 2, shape, err) || st_writer_add(w, sname, ST_F32, 4, sshape, err) ? -1 : 0;
+}
+
+int g4_modelopt_write_linear(st_writer *w, const char *name, const g4_bf16 *values, int rows, int cols,
+                             g4_calib calib, g4_err *err) {
+    uint8_t *codes = malloc((size_t)rows * cols);
+    float *scales = malloc(sizeof(float) * g4_qblocks(rows) * g4_qblocks(cols));
+    int rc = codes && scales ? 0 : g4_errorf(err, "out of memory quantizing '%s'", name);
+    if (!rc) {
+        g4_quantize_bf16(values, rows, cols, calib, codes, scales);
+        char sname[256];
+        scale_name(sname, sizeof sname, name);
+        rc = st_writer_write(w, name, codes, err) || st_writer_write(w, sname, scales, err) ? -1 : 0;
+    }
+    free(codes);
+    free(scales);
     return rc;
 }

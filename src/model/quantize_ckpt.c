@@ -54,10 +54,6 @@ static int make_plan(const st_model *in, const g4_config *cfg, plan_item **out, 
     return rc;
 }
 
-static void scale_name(char *out, size_t size, const char *weight_name) {
-    snprintf(out, size, "%.*sweight_scale", (int)(strlen(weight_name) - strlen("weight")), weight_name);
-}
-
 static int declare(st_writer *w, const plan_item *p, int n, g4_err *err) {
     for (int i = 0; i < n; i++) {
         const st_tensor *t = p[i].src;
@@ -65,12 +61,7 @@ static int declare(st_writer *w, const plan_item *p, int n, g4_err *err) {
             if (st_writer_add(w, p[i].out_name, t->dtype, t->ndim, t->shape, err)) return -1;
             continue;
         }
-        char sname[192];
-        scale_name(sname, sizeof sname, p[i].out_name);
-        int64_t sshape[4] = {g4_qblocks((int)t->shape[0]), 1, g4_qblocks((int)t->shape[1]), 1};
-        if (st_writer_add(w, p[i].out_name, ST_F8_E4M3, 2, t->shape, err) ||
-            st_writer_add(w, sname, ST_F32, 4, sshape, err))
-            return -1;
+        if (g4_modelopt_declare_linear(w, p[i].out_name, t->shape, err)) return -1;
     }
     return 0;
 }
@@ -86,18 +77,7 @@ static int write_item(st_writer *w, const plan_item *p, g4_calib calib, g4_err *
         memcpy(aligned, src, st_nbytes(t));
         src = aligned;
     }
-    uint8_t *codes = malloc((size_t)rows * cols);
-    float *scales = malloc(sizeof(float) * g4_qblocks(rows) * g4_qblocks(cols));
-    int rc = 0;
-    if (!codes || !scales) rc = g4_errorf(err, "out of memory quantizing '%s'", t->name);
-    if (!rc) {
-        g4_quantize_bf16(src, rows, cols, calib, codes, scales);
-        char sname[192];
-        scale_name(sname, sizeof sname, p->out_name);
-        rc = st_writer_write(w, p->out_name, codes, err) || st_writer_write(w, sname, scales, err) ? -1 : 0;
-    }
-    free(codes);
-    free(scales);
+    int rc = g4_modelopt_write_linear(w, p->out_name, src, rows, cols, calib, err);
     free(aligned);
     return rc;
 }

@@ -141,22 +141,13 @@ static bool quantized(const g4_manifest_entry *e, g4_synth_dtype dtype) {
     return dtype == G4_SYNTH_FP8 && e->role == G4_T_LINEAR;
 }
 
-static void scale_name(char *out, size_t size, const char *weight_name) {
-    snprintf(out, size, "%.*sweight_scale", (int)(strlen(weight_name) - strlen("weight")), weight_name);
-}
-
 static int declare_tensors(st_writer *w, const g4_manifest_entry *m, int n, g4_synth_dtype dtype, g4_err *err) {
     for (int i = 0; i < n; i++) {
         if (!quantized(&m[i], dtype)) {
             if (st_writer_add(w, m[i].name, ST_BF16, m[i].ndim, m[i].shape, err)) return -1;
             continue;
         }
-        char sname[160];
-        scale_name(sname, sizeof sname, m[i].name);
-        int64_t sshape[4] = {g4_qblocks((int)m[i].shape[0]), 1, g4_qblocks((int)m[i].shape[1]), 1};
-        if (st_writer_add(w, m[i].name, ST_F8_E4M3, 2, m[i].shape, err) ||
-            st_writer_add(w, sname, ST_F32, 4, sshape, err))
-            return -1;
+        if (g4_modelopt_declare_linear(w, m[i].name, m[i].shape, err)) return -1;
     }
     return 0;
 }
@@ -170,15 +161,7 @@ static int write_tensor(st_writer *w, const g4_manifest_entry *e, uint64_t key, 
     if (!quantized(e, dtype)) {
         rc = st_writer_write(w, e->name, values, err);
     } else {
-        int rows = (int)e->shape[0], cols = (int)e->shape[1];
-        uint8_t *codes = malloc(n);
-        float *scales = malloc(sizeof(float) * g4_qblocks(rows) * g4_qblocks(cols));
-        g4_quantize_bf16(values, rows, cols, G4_CALIB_MAX, codes, scales);
-        char sname[160];
-        scale_name(sname, sizeof sname, e->name);
-        rc = st_writer_write(w, e->name, codes, err) || st_writer_write(w, sname, scales, err) ? -1 : 0;
-        free(codes);
-        free(scales);
+        rc = g4_modelopt_write_linear(w, e->name, values, (int)e->shape[0], (int)e->shape[1], G4_CALIB_MAX, err);
     }
     free(values);
     return rc;
