@@ -14,8 +14,9 @@
 
 #define REL_TOL 1e-3
 
-static const char *models[] = {"a_h96", "b_h128", "c_h200", "d_h64_mm",
-                               "a_h96_fp8", "b_h128_fp8", "c_h200_fp8", "d_h64_mm_fp8"};
+static const char *models[] = {"a_h96", "b_h128", "c_h200", "d_h64_mm", "e_h128_16h",
+                               "a_h96_fp8", "b_h128_fp8", "c_h200_fp8", "d_h64_mm_fp8", "e_h128_16h_fp8"};
+#define N_MODELS (int)(sizeof models / sizeof models[0])
 
 typedef struct {
     st_file *f;
@@ -146,7 +147,7 @@ static void check_fp8_kv(const char *name) {
 
 /* The converter's spelling and save_pretrained's per_layer_config give one blueprint. */
 static void test_config_spellings(void) {
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_MODELS / 2; i++) {
         char a[600], b[600];
         snprintf(a, sizeof a, "%s/hf/%s/config.json", t_fixture_dir(), models[i]);
         snprintf(b, sizeof b, "%s/hf/%s/config.global_spelling.json", t_fixture_dir(), models[i]);
@@ -172,14 +173,16 @@ static void test_a_h96(void) { check_model_against_hf("a_h96"); }
 static void test_b_h128(void) { check_model_against_hf("b_h128"); }
 static void test_c_h200(void) { check_model_against_hf("c_h200"); }
 static void test_d_h64_mm(void) { check_model_against_hf("d_h64_mm"); }
+static void test_e_h128_16h(void) { check_model_against_hf("e_h128_16h"); }
+static void test_e_h128_16h_fp8(void) { check_model_against_hf("e_h128_16h_fp8"); }
 static void test_a_h96_fp8(void) { check_model_against_hf("a_h96_fp8"); }
 static void test_b_h128_fp8(void) { check_model_against_hf("b_h128_fp8"); }
 static void test_c_h200_fp8(void) { check_model_against_hf("c_h200_fp8"); }
 static void test_d_h64_mm_fp8(void) { check_model_against_hf("d_h64_mm_fp8"); }
 static void test_fp8_kv_cache(void) {
-    for (int i = 0; i < 8; i++) check_fp8_kv(models[i]);
+    for (int i = 0; i < N_MODELS; i++) check_fp8_kv(models[i]);
 }
 
 TEST_MAIN("golden_hf", TEST_CASE(test_config_spellings), TEST_CASE(test_a_h96), TEST_CASE(test_b_h128),
-          TEST_CASE(test_c_h200), TEST_CASE(test_d_h64_mm), TEST_CASE(test_a_h96_fp8), TEST_CASE(test_b_h128_fp8),
-          TEST_CASE(test_c_h200_fp8), TEST_CASE(test_d_h64_mm_fp8), TEST_CASE(test_fp8_kv_cache))
+          TEST_CASE(test_c_h200), TEST_CASE(test_d_h64_mm), TEST_CASE(test_e_h128_16h), TEST_CASE(test_a_h96_fp8), TEST_CASE(test_b_h128_fp8),
+          TEST_CASE(test_c_h200_fp8), TEST_CASE(test_d_h64_mm_fp8), TEST_CASE(test_e_h128_16h_fp8), TEST_CASE(test_fp8_kv_cache))

@@ -150,6 +150,15 @@ MODELS = [
         "audio": {"audio_embed_dim": 8, "rms_norm_eps": 1e-06},
         "T": 6, "S": 40,
     },
+    {
+        "name": "e_h128_16h",
+        "seed": 1005,
+        "covers": "the 12B's head ratios: 16 query heads, sliding GQA 16q:8kv (2:1) hd8, full 16q:1kv (16:1) "
+                  "hd16 K==V, proportional RoPE 25% (2 of 8 angles); window 8, prompt 30 (> window)",
+        "text": _text(384, 128, 128, 16, 8, 8, 16, 1, [S_ATT, S_ATT, F_ATT, S_ATT, F_ATT], 8),
+        "vision": None, "audio": None,
+        "T": 30, "S": 32,
+    },
 ]
 
 GENERATION = {"bos_token_id": 2, "pad_token_id": 0, "eos_token_id": [1, 106, 50],

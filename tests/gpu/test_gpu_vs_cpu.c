@@ -6,8 +6,9 @@
 #include "engine/engine.h"
 #include "model/safetensors.h"
 
-static const char *models[] = {"a_h96", "b_h128", "c_h200", "d_h64_mm",
-                               "a_h96_fp8", "b_h128_fp8", "c_h200_fp8", "d_h64_mm_fp8"};
+static const char *models[] = {"a_h96", "b_h128", "c_h200", "d_h64_mm", "e_h128_16h",
+                               "a_h96_fp8", "b_h128_fp8", "c_h200_fp8", "d_h64_mm_fp8", "e_h128_16h_fp8"};
+#define N_MODELS (int)(sizeof models / sizeof models[0])
 #define STEPS 64
 
 static int greedy(const char *dir, g4_device dev, g4_kv_dtype kv, const int32_t *prompt, int T, int32_t *out) {
@@ -30,7 +31,7 @@ static int greedy(const char *dir, g4_device dev, g4_kv_dtype kv, const int32_t 
 }
 
 static void compare(g4_kv_dtype kv) {
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < N_MODELS; i++) {
         char dir[512], path[600];
         snprintf(dir, sizeof dir, "%s/hf/%s", t_fixture_dir(), models[i]);
         snprintf(path, sizeof path, "%s/golden.safetensors", dir);
