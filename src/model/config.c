@@ -304,13 +304,22 @@ int g4_config_parse(const char *json_text, const char *where, g4_config *cfg, g4
 
 /* ------------------------------------------------------------ side files */
 
-static int read_generation_config(const char *dir, g4_config *cfg, g4_err *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+/* Optional DIR/NAME: *root stays NULL when the file is absent. */
+static int load_optional_json(const char *dir, const char *name, char *path, size_t size, json_t **root, g4_err *err) {
+    snprintf(path, size, "%s/%s", dir, name);
+    *root = NULL;
     if (access(path, F_OK)) return 0;
     json_error_t jerr;
-    json_t *gen = json_load_file(path, 0, &jerr);
-    if (!gen) return g4_errorf(err, "%s: not valid JSON (%s, line %d)", path, jerr.text, jerr.line);
+    if (!(*root = json_load_file(path, 0, &jerr)))
+        return g4_errorf(err, "%s: not valid JSON (%s, line %d)", path, jerr.text, jerr.line);
+    return 0;
+}
+
+static int read_generation_config(const char *dir, g4_config *cfg, g4_err *err) {
+    char path[4096];
+    json_t *gen;
+    if (load_optional_json(dir, "generation_config.json", path, sizeof path, &gen, err)) return -1;
+    if (!gen) return 0;
     int rc = read_eos(json_object_get(gen, "eos_token_id"), cfg, path, err);
     json_decref(gen);
     return rc;
@@ -319,11 +328,9 @@ static int read_generation_config(const char *dir, g4_config *cfg, g4_err *err) 
 /* hf_quant_config.json alone (older ModelOpt exports) also marks the format. */
 static int read_hf_quant_config(const char *dir, g4_config *cfg, g4_err *err) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/hf_quant_config.json", dir);
-    if (access(path, F_OK)) return 0;
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root) return g4_errorf(err, "%s: not valid JSON (%s, line %d)", path, jerr.text, jerr.line);
+    json_t *root;
+    if (load_optional_json(dir, "hf_quant_config.json", path, sizeof path, &root, err)) return -1;
+    if (!root) return 0;
     const json_t *q = json_object_get(root, "quantization");
     int rc = 0;
     if (json_is_object(q) && cfg->quant == G4_QUANT_NONE) {
