@@ -37,10 +37,18 @@ struct gemv_args {
 
 /* acc[r][m] += W_r . x[m] for NR rows whose start pointers are given, over the
  * lane's share of the columns (16-byte chunks: 16 FP8 codes or 8 BF16). */
-template <int M, int NR, bool FP8>
+/* x in shared memory (decode, FP8): the chunk's four 16-byte pieces are
+ * stored with piece k at slot k ^ ((c >> 1) & 3), so that the 8 lanes of a
+ * quarter-warp reading piece k of chunks c..c+7 hit 8 different bank groups
+ * (unswizzled, lanes 64 bytes apart collide 4 ways). Global x loads with the
+ * same pattern cost 4x the L1 wavefronts of the weight bytes they serve. */
+__device__ __forceinline__ int sx_slot(int c, int k) { return c * 4 + (k ^ ((c >> 1) & 3)); }
+
+/* SX: x is the block's shared copy of columns [chunk_base*16, ...), swizzled. */
+template <int M, int NR, bool FP8, bool SX = false>
 __device__ __forceinline__ void dot_rows_vec(const uint8_t *const wrow[NR], const float *const srow[NR], int cols,
                                              int chunk_begin, int nchunk, const float *__restrict__ x, int lane,
-                                             float acc[NR][M]) {
+                                             float acc[NR][M], int sx_chunks = 0) {
     constexpr int PER = FP8 ? 16 : 8;
     constexpr int UN = NR >= 8 ? 1 : 8 / NR; /* about 8 chunks of loads in flight per lane */
     for (int c0 = chunk_begin + lane; c0 < nchunk; c0 += 32 * UN) {
@@ -60,9 +68,10 @@ __device__ __forceinline__ void dot_rows_vec(const uint8_t *const wrow[NR], cons
             for (int m = 0; m < M; m++) {
                 float xv[PER];
                 const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)m * cols + (size_t)c * PER);
+                const float4 *xs = reinterpret_cast<const float4 *>(x) + (size_t)m * sx_chunks * 4;
 #pragma unroll
                 for (int k = 0; k < PER / 4; k++) {
-                    const float4 t = __ldg(xp + k);
+                    const float4 t = SX ? xs[sx_slot(c - chunk_begin, k)] : __ldg(xp + k);
                     xv[4 * k] = t.x, xv[4 * k + 1] = t.y, xv[4 * k + 2] = t.z, xv[4 * k + 3] = t.w;
                 }
 #pragma unroll
@@ -190,6 +199,87 @@ __global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
         }
 }
 
+/* Decode (M <= 2 tokens), FP8: the block first copies x (its split's columns)
+ * into shared memory, swizzled, then its warps walk row groups in a grid-stride
+ * loop, so x is loaded once per block instead of once per warp from L1. */
+template <int M, int MODE>
+__global__ void __launch_bounds__(256) gemv_sx_kernel(gemv_args a) {
+    extern __shared__ float4 sx4[];
+    constexpr int R = MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS;
+    const int nchunk_all = a.cols / 16;
+    const int per_part = ((nchunk_all + a.splits - 1) / a.splits + 7) / 8 * 8; /* whole scale blocks */
+    const int chunk_begin = blockIdx.y * per_part;
+    const int chunk_end = chunk_begin + per_part < nchunk_all ? chunk_begin + per_part : nchunk_all;
+    const float4 *x4 = reinterpret_cast<const float4 *>(a.x);
+    for (int m = 0; m < M; m++)
+        for (int p = threadIdx.x; p < (chunk_end - chunk_begin) * 4; p += blockDim.x)
+            sx4[m * per_part * 4 + sx_slot(p / 4, p % 4)] = x4[(size_t)m * a.cols / 4 + (size_t)(chunk_begin + p / 4) * 4 + p % 4];
+    __syncthreads();
+    const float *sx = reinterpret_cast<const float *>(sx4);
+    const int lane = threadIdx.x % 32, warps = blockDim.x / 32, n_groups = a.total_rows / R;
+    for (int g = blockIdx.x * warps + threadIdx.x / 32; g < n_groups; g += gridDim.x * warps) {
+        int row = g * R;
+        if (MODE == MODE_GEGLU) { /* rows row..row+R-1 of gate and of up; never split */
+            float acc[2 * R][M] = {};
+            const uint8_t *w[2 * R];
+            const float *sc[2 * R];
+#pragma unroll
+            for (int r = 0; r < 2 * R; r++) {
+                const gemv_mat &mat = r < R ? a.mat[0] : a.mat[1];
+                w[r] = row_ptr(mat, row + r % R, a.cols, true), sc[r] = scale_row(mat, row + r % R, a.cols, true);
+            }
+            dot_rows_vec<M, 2 * R, true, true>(w, sc, a.cols, chunk_begin, chunk_end, sx, lane, acc, per_part);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int m = 0; m < M; m++) {
+                    const float gs = g4k_warp_sum(acc[r][m]), us = g4k_warp_sum(acc[r + R][m]);
+                    if (lane == 0) a.mat[0].y[(size_t)m * a.mat[0].rows + row + r] = g4k_gelu_tanh(gs) * us;
+                }
+        } else {
+            gemv_mat mat = pick_mat(a, row);
+            mat.y += (size_t)blockIdx.y * a.M * mat.rows;
+            float acc[R][M] = {};
+            const uint8_t *w[R];
+            const float *sc[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) w[r] = row_ptr(mat, row + r, a.cols, true), sc[r] = scale_row(mat, row + r, a.cols, true);
+            dot_rows_vec<M, R, true, true>(w, sc, a.cols, chunk_begin, chunk_end, sx, lane, acc, per_part);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int m = 0; m < M; m++) {
+                    const float v = g4k_warp_sum(acc[r][m]);
+                    if (lane == 0) mat.y[(size_t)m * mat.rows + row + r] = v;
+                }
+        }
+    }
+}
+
+static int sm_count(void) {
+    static int sms = 0;
+    if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) sms = 132;
+    return sms;
+}
+
+/* The shared-x kernel when it applies: FP8 rows on the vector path, 1-2 tokens,
+ * x within the default 48 KB of shared memory. Returns false otherwise. */
+template <int MODE>
+static bool launch_sx(const gemv_args &a, cudaStream_t s) {
+    if (MODE == MODE_SOFTCAP || a.M > 2) return false;
+    const int nchunk_all = a.cols / 16, per_part = ((nchunk_all + a.splits - 1) / a.splits + 7) / 8 * 8;
+    const size_t smem = (size_t)a.M * per_part * 64;
+    if (smem > 48 * 1024) return false;
+    const int rows_per_warp = MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS, warps = 8;
+    int bx = 2 * sm_count() / a.splits; /* two resident blocks per SM in all */
+    const int needed = (a.total_rows / rows_per_warp + warps - 1) / warps;
+    bx = bx < 1 ? 1 : bx > needed ? needed : bx;
+    const dim3 grid(bx, a.splits);
+    if (a.M == 1) gemv_sx_kernel<1, MODE><<<grid, 32 * warps, smem, s>>>(a);
+    else gemv_sx_kernel<2, MODE><<<grid, 32 * warps, smem, s>>>(a);
+    return true;
+}
+
 template <int M, int MODE>
 static void launch_m(const gemv_args &a, bool fp8, bool vec, cudaStream_t s) {
     const int warps = 8, rows_per_warp = vec ? (MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS) : 1;
@@ -206,6 +296,7 @@ static void launch(const gemv_args &a, bool fp8, cudaStream_t s) {
      * lie in one matrix */
     bool vec = fp8 ? a.cols % 16 == 0 : a.cols % 8 == 0;
     for (int i = 0; i < a.n_mats; i++) vec = vec && a.mat[i].rows % VEC_ROWS == 0;
+    if (fp8 && vec && launch_sx<MODE>(a, s)) return;
     if (!vec && a.splits > 1) { /* the any-width path has no split: do it whole into part 0, zero the rest */
         gemv_args whole = a;
         whole.splits = 1;
