@@ -27,6 +27,8 @@ template <int DT>
 __global__ void __launch_bounds__(ATTN_THREADS) attention_kernel(g4k_attn a, const float *q, float *o, const int *pos0) {
     extern __shared__ float sm[];
     __shared__ float red[32];
+    g4k_wait_inputs();
+    g4k_allow_next();
     const int m = blockIdx.x, h = blockIdx.y, hd = a.head_dim, pos = *pos0 + m;
     const int kvh = h / (a.n_heads / a.n_kv_heads), kv_dim = a.n_kv_heads * hd, q_dim = a.n_heads * hd;
     const int first = a.window && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0, n = pos - first + 1;
@@ -118,6 +120,8 @@ __global__ void __launch_bounds__(FAST_WARPS * 32) attention_fast(g4k_attn a, co
     constexpr int ELEM = DT == G4K_KV_F32 ? 4 : DT == G4K_KV_BF16 ? 2 : 1, BYTES = DPL * ELEM;
     __shared__ float part_m[FAST_WARPS], part_l[FAST_WARPS];
     extern __shared__ float part_o[]; /* [FAST_WARPS][head_dim] */
+    g4k_wait_inputs();
+    g4k_allow_next();
     const int m = blockIdx.x, h = blockIdx.y, hd = a.head_dim, pos = *pos0 + m;
     const int kvh = h / (a.n_heads / a.n_kv_heads), kv_dim = a.n_kv_heads * hd, q_dim = a.n_heads * hd;
     const int first = a.window && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0, n = pos - first + 1;
@@ -176,7 +180,7 @@ __global__ void __launch_bounds__(FAST_WARPS * 32) attention_fast(g4k_attn a, co
 template <int DT, int DPL>
 static void launch_fast(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
     const size_t smem = sizeof(float) * FAST_WARPS * a->head_dim; /* 32 KB at head_dim 512 */
-    attention_fast<DT, DPL><<<dim3(M, a->n_heads), FAST_WARPS * 32, smem, s>>>(*a, q, o, pos0);
+    g4k_launch(attention_fast<DT, DPL>, dim3(M, a->n_heads), FAST_WARPS * 32, smem, s, *a, q, o, pos0);
 }
 
 template <int DT>
@@ -211,14 +215,14 @@ extern "C" void g4k_attention(const g4k_attn *a, const float *q, float *o, const
     switch (a->kv_dtype) {
     case G4K_KV_F32:
         reserve_smem<G4K_KV_F32>(smem);
-        attention_kernel<G4K_KV_F32><<<grid, ATTN_THREADS, smem, s>>>(*a, q, o, pos0);
+        g4k_launch(attention_kernel<G4K_KV_F32>, grid, ATTN_THREADS, smem, s, *a, q, o, pos0);
         break;
     case G4K_KV_BF16:
         reserve_smem<G4K_KV_BF16>(smem);
-        attention_kernel<G4K_KV_BF16><<<grid, ATTN_THREADS, smem, s>>>(*a, q, o, pos0);
+        g4k_launch(attention_kernel<G4K_KV_BF16>, grid, ATTN_THREADS, smem, s, *a, q, o, pos0);
         break;
     default:
         reserve_smem<G4K_KV_FP8>(smem);
-        attention_kernel<G4K_KV_FP8><<<grid, ATTN_THREADS, smem, s>>>(*a, q, o, pos0);
+        g4k_launch(attention_kernel<G4K_KV_FP8>, grid, ATTN_THREADS, smem, s, *a, q, o, pos0);
     }
 }

@@ -79,4 +79,27 @@ __device__ __forceinline__ float g4k_gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
+/* Programmatic dependent launch (Hopper): every kernel of the forward pass is
+ * launched so that it may start while the previous one drains. A kernel waits
+ * (g4k_wait_inputs) before its first read of anything an earlier kernel wrote;
+ * what does not depend on them (a GEMV's weights) it can start on before.
+ * g4k_allow_next lets the next kernel launch early; the wait in that kernel
+ * still waits for this one to complete. Both are no-ops without the attribute. */
+__device__ __forceinline__ void g4k_wait_inputs() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void g4k_allow_next() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
+__device__ __forceinline__ void g4k_prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+template <typename... KArgs, typename... Args>
+static inline void g4k_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                              Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr, cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
+
 #endif

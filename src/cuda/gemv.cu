@@ -119,6 +119,16 @@ __device__ __forceinline__ const float *scale_row(const gemv_mat &mat, int row, 
     return fp8 ? mat.scales + (size_t)(row / 128) * ((cols + 127) / 128) : nullptr;
 }
 
+/* Before waiting for the previous kernel: pull this warp's first rows (their
+ * columns [c_begin, c_end) in 16-byte chunks) toward L2, so that the stream is
+ * already running when x arrives. */
+template <int NR>
+__device__ __forceinline__ void prefetch_rows(const uint8_t *const w[NR], int c_begin, int c_end, int lane) {
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+        for (int c = c_begin + lane; c < c_end; c += 32) g4k_prefetch_l2(w[r] + (size_t)c * 16);
+}
+
 /* Which matrix a global row falls in: constant indices only, so the
  * parameters stay out of local memory. */
 __device__ __forceinline__ gemv_mat pick_mat(const gemv_args &a, int &row) {
@@ -157,13 +167,17 @@ __global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
                 const gemv_mat &mat = r < R ? a.mat[0] : a.mat[1];
                 w[r] = row_ptr(mat, row + r % R, a.cols, FP8), sc[r] = scale_row(mat, row + r % R, a.cols, FP8);
             }
+            prefetch_rows<NR>(w, 0, a.cols / (FP8 ? 16 : 8), lane);
+            g4k_wait_inputs();
             dot_rows_vec<M, NR, FP8>(w, sc, a.cols, 0, a.cols / (FP8 ? 16 : 8), a.x, lane, acc);
         } else {
+            g4k_wait_inputs();
             dot_row_any<M, FP8>(row_ptr(a.mat[0], row, a.cols, FP8), scale_row(a.mat[0], row, a.cols, FP8), a.cols, a.x,
                                 lane, acc[0]);
             dot_row_any<M, FP8>(row_ptr(a.mat[1], row, a.cols, FP8), scale_row(a.mat[1], row, a.cols, FP8), a.cols, a.x,
                                 lane, acc[NR - 1]);
         }
+        g4k_allow_next();
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
@@ -186,10 +200,14 @@ __global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
         const float *sc[R];
 #pragma unroll
         for (int r = 0; r < R; r++) w[r] = row_ptr(mat, row + r, a.cols, FP8), sc[r] = scale_row(mat, row + r, a.cols, FP8);
+        prefetch_rows<R>(w, chunk_begin, chunk_end, lane);
+        g4k_wait_inputs();
         dot_rows_vec<M, R, FP8>(w, sc, a.cols, chunk_begin, chunk_end, a.x, lane, acc);
     } else {
+        g4k_wait_inputs();
         dot_row_any<M, FP8>(row_ptr(mat, row, a.cols, FP8), scale_row(mat, row, a.cols, FP8), a.cols, a.x, lane, acc[0]);
     }
+    g4k_allow_next();
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -210,6 +228,21 @@ __global__ void __launch_bounds__(256) gemv_sx_kernel(gemv_args a) {
     const int per_part = ((nchunk_all + a.splits - 1) / a.splits + 7) / 8 * 8; /* whole scale blocks */
     const int chunk_begin = blockIdx.y * per_part;
     const int chunk_end = chunk_begin + per_part < nchunk_all ? chunk_begin + per_part : nchunk_all;
+    const int n_groups0 = a.total_rows / R, g0 = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (g0 < n_groups0) { /* the first row group of this warp, before the wait */
+        int row0 = g0 * R;
+        const uint8_t *w0[MODE == MODE_GEGLU ? 2 * R : R];
+        if (MODE == MODE_GEGLU) {
+            for (int r = 0; r < 2 * R; r++) w0[r] = row_ptr(r < R ? a.mat[0] : a.mat[1], row0 + r % R, a.cols, true);
+            prefetch_rows<MODE == MODE_GEGLU ? 2 * R : R>(w0, chunk_begin, chunk_end, threadIdx.x % 32);
+        } else {
+            const gemv_mat mat0 = pick_mat(a, row0);
+            for (int r = 0; r < R; r++) w0[r] = row_ptr(mat0, row0 + r, a.cols, true);
+            prefetch_rows<MODE == MODE_GEGLU ? 2 * R : R>(w0, chunk_begin, chunk_end, threadIdx.x % 32);
+        }
+    }
+    g4k_wait_inputs();
+    g4k_allow_next(); /* all blocks are resident: the next kernel can only use what they free */
     const float4 *x4 = reinterpret_cast<const float4 *>(a.x);
     for (int m = 0; m < M; m++)
         for (int p = threadIdx.x; p < (chunk_end - chunk_begin) * 4; p += blockDim.x)
@@ -275,8 +308,8 @@ static bool launch_sx(const gemv_args &a, cudaStream_t s) {
     const int needed = (a.total_rows / rows_per_warp + warps - 1) / warps;
     bx = bx < 1 ? 1 : bx > needed ? needed : bx;
     const dim3 grid(bx, a.splits);
-    if (a.M == 1) gemv_sx_kernel<1, MODE><<<grid, 32 * warps, smem, s>>>(a);
-    else gemv_sx_kernel<2, MODE><<<grid, 32 * warps, smem, s>>>(a);
+    if (a.M == 1) g4k_launch(gemv_sx_kernel<1, MODE>, grid, 32 * warps, smem, s, a);
+    else g4k_launch(gemv_sx_kernel<2, MODE>, grid, 32 * warps, smem, s, a);
     return true;
 }
 
@@ -284,10 +317,10 @@ template <int M, int MODE>
 static void launch_m(const gemv_args &a, bool fp8, bool vec, cudaStream_t s) {
     const int warps = 8, rows_per_warp = vec ? (MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS) : 1;
     const dim3 blocks((a.total_rows / rows_per_warp + warps - 1) / warps, a.splits);
-    if (fp8 && vec) gemv_kernel<M, true, true, MODE><<<blocks, 32 * warps, 0, s>>>(a);
-    else if (fp8) gemv_kernel<M, true, false, MODE><<<blocks, 32 * warps, 0, s>>>(a);
-    else if (vec) gemv_kernel<M, false, true, MODE><<<blocks, 32 * warps, 0, s>>>(a);
-    else gemv_kernel<M, false, false, MODE><<<blocks, 32 * warps, 0, s>>>(a);
+    if (fp8 && vec) g4k_launch(gemv_kernel<M, true, true, MODE>, blocks, 32 * warps, 0, s, a);
+    else if (fp8) g4k_launch(gemv_kernel<M, true, false, MODE>, blocks, 32 * warps, 0, s, a);
+    else if (vec) g4k_launch(gemv_kernel<M, false, true, MODE>, blocks, 32 * warps, 0, s, a);
+    else g4k_launch(gemv_kernel<M, false, false, MODE>, blocks, 32 * warps, 0, s, a);
 }
 
 template <int MODE>

@@ -17,6 +17,8 @@ __device__ float rms_inv(const float *x, int n, float eps, float *red) {
 
 __global__ void rmsnorm_kernel(float *out, const float *x, const float *w, int n, float eps) {
     __shared__ float red[32];
+    g4k_wait_inputs();
+    g4k_allow_next();
     const float *xr = x + (size_t)blockIdx.x * n;
     float *orow = out + (size_t)blockIdx.x * n;
     const float inv = rms_inv(xr, n, eps, red);
@@ -24,7 +26,7 @@ __global__ void rmsnorm_kernel(float *out, const float *x, const float *w, int n
 }
 
 extern "C" void g4k_rmsnorm(float *out, const float *x, const float *w, int M, int n, float eps, g4_stream s) {
-    rmsnorm_kernel<<<M, ROW_THREADS, 0, s>>>(out, x, w, n, eps);
+    g4k_launch(rmsnorm_kernel, M, ROW_THREADS, 0, s, out, x, w, n, eps);
 }
 
 /* h += rms(y; w_post); h *= scalar; out = rms(h; w_next). y is read into h
@@ -32,6 +34,8 @@ extern "C" void g4k_rmsnorm(float *out, const float *x, const float *w, int M, i
 __global__ void residual_norm_kernel(float *h, float *y, int parts, const float *w_post, float scalar, float *out,
                                      const float *w_next, int n, float eps) {
     __shared__ float red[32];
+    g4k_wait_inputs();
+    g4k_allow_next();
     float *hr = h + (size_t)blockIdx.x * n;
     float *yr = y + (size_t)blockIdx.x * n;
     const size_t part_stride = (size_t)gridDim.x * n;
@@ -56,6 +60,8 @@ __global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float 
                                                           float scalar, float *out, const float *w_next, int n,
                                                           float eps) {
     __shared__ float red[32];
+    g4k_wait_inputs();
+    g4k_allow_next();
     const int n4 = n / 4;
     float4 *hr = reinterpret_cast<float4 *>(h + (size_t)blockIdx.x * n);
     const float4 *yr = reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * n);
@@ -108,21 +114,23 @@ extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const flo
     if (n % 4 == 0 && n <= 4 * RES_VEC * 1024) {
         int threads = (n / 4 + RES_VEC - 1) / RES_VEC;
         threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
-        residual_norm_vec<<<M, threads, 0, s>>>(h, y, parts, w_post, scalar, out, w_next, n, eps);
+        g4k_launch(residual_norm_vec, M, threads, 0, s, h, y, parts, w_post, scalar, out, w_next, n, eps);
     } else {
-        residual_norm_kernel<<<M, ROW_THREADS, 0, s>>>(h, const_cast<float *>(y), parts, w_post, scalar, out, w_next, n,
-                                                       eps);
+        g4k_launch(residual_norm_kernel, M, ROW_THREADS, 0, s, h, const_cast<float *>(y), parts, w_post, scalar, out,
+                   w_next, n, eps);
     }
 }
 
 __global__ void embed_kernel(float *h, const uint16_t *E, const int32_t *tokens, int n, float scale) {
+    g4k_wait_inputs();
+    g4k_allow_next();
     const uint16_t *row = E + (size_t)tokens[blockIdx.x] * n;
     float *hr = h + (size_t)blockIdx.x * n;
     for (int i = threadIdx.x; i < n; i += blockDim.x) hr[i] = g4k_bf16_to_f32(row[i]) * scale;
 }
 
 extern "C" void g4k_embed(float *h, const uint16_t *E, const int32_t *tokens, int M, int n, float scale, g4_stream s) {
-    embed_kernel<<<M, ROW_THREADS, 0, s>>>(h, E, tokens, n, scale);
+    g4k_launch(embed_kernel, M, ROW_THREADS, 0, s, h, E, tokens, n, scale);
 }
 
 /* ------------------------------------------------------------ q/k/v heads */
@@ -165,6 +173,8 @@ __device__ void store_kv_row(void *cache, g4k_kv_dtype dt, size_t off, const flo
 __global__ void qkv_post_kernel(g4k_attn a, float *q, float *k, float *v, const float *q_norm, const float *k_norm,
                                 const int *pos0) {
     __shared__ float red[32];
+    g4k_wait_inputs();
+    g4k_allow_next();
     const int m = blockIdx.x, head = blockIdx.y, hd = a.head_dim, pos = *pos0 + m;
     const int q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd;
     if (head < a.n_heads) {
@@ -186,14 +196,16 @@ extern "C" void g4k_qkv_post(const g4k_attn *a, float *q, float *k, float *v, co
                              const float *k_norm, const int *pos0, int M, g4_stream s) {
     int threads = a->head_dim / 2;
     threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
-    qkv_post_kernel<<<dim3(M, a->n_heads + a->n_kv_heads), threads, 0, s>>>(*a, q, k, v, q_norm, k_norm, pos0);
+    g4k_launch(qkv_post_kernel, dim3(M, a->n_heads + a->n_kv_heads), threads, 0, s, *a, q, k, v, q_norm, k_norm, pos0);
 }
 
 __global__ void record_advance_kernel(int *pos, const int32_t *token, int32_t *hist) {
+    g4k_wait_inputs();
+    g4k_allow_next();
     hist[*pos + 1] = *token;
     *pos += 1;
 }
 
 extern "C" void g4k_record_advance(int *pos, const int32_t *token, int32_t *hist, g4_stream s) {
-    record_advance_kernel<<<1, 1, 0, s>>>(pos, token, hist);
+    g4k_launch(record_advance_kernel, 1, 1, 0, s, pos, token, hist);
 }

@@ -6,6 +6,8 @@
 __global__ void argmax_kernel(int32_t *tokens, const float *logits, int vocab, int sup0, int sup1) {
     __shared__ float best_v[32];
     __shared__ int best_i[32];
+    g4k_wait_inputs();
+    g4k_allow_next();
     const float *row = logits + (size_t)blockIdx.x * vocab;
     float v = -INFINITY;
     int idx = 0x7fffffff;
@@ -30,5 +32,5 @@ __global__ void argmax_kernel(int32_t *tokens, const float *logits, int vocab, i
 }
 
 extern "C" void g4k_argmax(int32_t *tokens, const float *logits, int M, int vocab, int sup0, int sup1, g4_stream s) {
-    argmax_kernel<<<M, 1024, 0, s>>>(tokens, logits, vocab, sup0, sup1);
+    g4k_launch(argmax_kernel, M, 1024, 0, s, tokens, logits, vocab, sup0, sup1);
 }
