@@ -220,8 +220,10 @@ __global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
 /* Decode (M <= 2 tokens), FP8: the block first copies x (its split's columns)
  * into shared memory, swizzled, then its warps walk row groups in a grid-stride
  * loop, so x is loaded once per block instead of once per warp from L1. */
+/* Two resident blocks per SM (128 registers): 3 per SM (80 registers) and 4
+ * (64, spilling) were slower on the H100 (perf log, 2026-11-27). */
 template <int M, int MODE>
-__global__ void __launch_bounds__(256) gemv_sx_kernel(gemv_args a) {
+__global__ void __launch_bounds__(256, 2) gemv_sx_kernel(gemv_args a) {
     extern __shared__ float4 sx4[];
     constexpr int R = MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS;
     const int nchunk_all = a.cols / 16;
@@ -304,7 +306,7 @@ static bool launch_sx(const gemv_args &a, cudaStream_t s) {
     const size_t smem = (size_t)a.M * per_part * 64;
     if (smem > 48 * 1024) return false;
     const int rows_per_warp = MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS, warps = 8;
-    int bx = 2 * sm_count() / a.splits; /* two resident blocks per SM in all */
+    int bx = 2 * sm_count() / a.splits; /* every block resident at once */
     const int needed = (a.total_rows / rows_per_warp + warps - 1) / warps;
     bx = bx < 1 ? 1 : bx > needed ? needed : bx;
     const dim3 grid(bx, a.splits);
