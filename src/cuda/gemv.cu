@@ -12,7 +12,6 @@
 #include "cuda/kernels.h"
 
 enum { MODE_PLAIN = 0, MODE_GEGLU = 1, MODE_SOFTCAP = 2 };
-#define UNROLL 4
 
 struct gemv_mat {
     const uint8_t *w;
