@@ -112,3 +112,8 @@ test-gpu: gpu-tests
 $(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/common.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu
+
+# GEMV throughput against shape (benchmark; GPU machine): make build/tests/gpu/gemv_bench
+$(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/common.cuh src/cuda/kernels.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemv_bench.cu src/cuda/gemv.cu
