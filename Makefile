@@ -76,7 +76,7 @@ clean:
 .PHONY: check
 check:
 	tools/setup.sh
-	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check)
+	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check $(BUILD)/tests/gpu/gemv_bench)
 	$(MAKE) test
 
 .SECONDARY:
