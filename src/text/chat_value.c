@@ -8,39 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- UTF-8 and case mapping ------------------------------------------- */
+#include "text/utf8.h"
 
-/* Decodes one code point at s (valid UTF-8, at least one byte left). */
-static uint32_t utf8_next(const char *s, size_t *adv) {
-    const unsigned char *u = (const unsigned char *)s;
-    if (u[0] < 0x80) { *adv = 1; return u[0]; }
-    if (u[0] < 0xE0) { *adv = 2; return (uint32_t)(u[0] & 0x1F) << 6 | (u[1] & 0x3F); }
-    if (u[0] < 0xF0) {
-        *adv = 3;
-        return (uint32_t)(u[0] & 0x0F) << 12 | (uint32_t)(u[1] & 0x3F) << 6 | (u[2] & 0x3F);
-    }
-    *adv = 4;
-    return (uint32_t)(u[0] & 0x07) << 18 | (uint32_t)(u[1] & 0x3F) << 12 |
-           (uint32_t)(u[2] & 0x3F) << 6 | (u[3] & 0x3F);
-}
+/* ---- UTF-8 and case mapping ------------------------------------------- */
 
 static void utf8_put(strbuf *out, uint32_t c) {
     char b[4];
-    if (c < 0x80) { b[0] = (char)c; sb_add(out, b, 1); return; }
-    if (c < 0x800) {
-        b[0] = (char)(0xC0 | c >> 6); b[1] = (char)(0x80 | (c & 0x3F));
-        sb_add(out, b, 2);
-        return;
-    }
-    if (c < 0x10000) {
-        b[0] = (char)(0xE0 | c >> 12); b[1] = (char)(0x80 | (c >> 6 & 0x3F));
-        b[2] = (char)(0x80 | (c & 0x3F));
-        sb_add(out, b, 3);
-        return;
-    }
-    b[0] = (char)(0xF0 | c >> 18); b[1] = (char)(0x80 | (c >> 12 & 0x3F));
-    b[2] = (char)(0x80 | (c >> 6 & 0x3F)); b[3] = (char)(0x80 | (c & 0x3F));
-    sb_add(out, b, 4);
+    sb_add(out, b, utf8_cp_encode(c, b));
 }
 
 /* Latin Extended-A pairs capital/small as even/odd code points, except in
@@ -155,7 +129,7 @@ static void py_repr_char(strbuf *out, uint32_t c, char quote) {
 static void py_repr_str(strbuf *out, const char *s, size_t n) {
     char quote = memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
     sb_addc(out, quote);
-    for (size_t i = 0, adv; i < n; i += adv) py_repr_char(out, utf8_next(s + i, &adv), quote);
+    for (size_t i = 0, adv; i < n; i += adv) py_repr_char(out, utf8_cp_decode(s + i, &adv), quote);
     sb_addc(out, quote);
 }
 
@@ -206,7 +180,7 @@ void cv_str(strbuf *out, const json_t *v) {
 void cv_upper(strbuf *out, const json_t *v) {
     strbuf s = STRBUF_INIT;
     cv_str(&s, v);
-    for (size_t i = 0, adv; i < s.len; i += adv) uc_upper_put(out, utf8_next(s.data + i, &adv));
+    for (size_t i = 0, adv; i < s.len; i += adv) uc_upper_put(out, utf8_cp_decode(s.data + i, &adv));
     if (s.oom) out->oom = 1;
     sb_free(&s);
 }
@@ -232,11 +206,11 @@ json_t *cv_get(const json_t *obj, const char *key) {
 
 void cv_strip(const char *s, size_t n, size_t *off, size_t *len) {
     size_t a = 0, b = n, adv;
-    while (a < b && uc_space(utf8_next(s + a, &adv))) a += adv;
+    while (a < b && uc_space(utf8_cp_decode(s + a, &adv))) a += adv;
     while (b > a) {
         size_t k = b - 1; /* back up to the lead byte of the last code point */
         while (k > a && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
-        if (!uc_space(utf8_next(s + k, &adv))) break;
+        if (!uc_space(utf8_cp_decode(s + k, &adv))) break;
         b = k;
     }
     *off = a;
@@ -295,7 +269,7 @@ static int cmp_key_pos(const void *pa, const void *pb) {
     const char *x = a->key, *y = b->key;
     while (*x && *y) {
         size_t ax, ay;
-        uint32_t cx = uc_lower(utf8_next(x, &ax)), cy = uc_lower(utf8_next(y, &ay));
+        uint32_t cx = uc_lower(utf8_cp_decode(x, &ax)), cy = uc_lower(utf8_cp_decode(y, &ay));
         if (cx != cy) return cx < cy ? -1 : 1;
         x += ax;
         y += ay;
@@ -386,7 +360,7 @@ int cv_quoted_items(strbuf *out, const json_t *v, const char *what, g4_err *err)
     } else if (json_is_string(v)) {
         const char *s = json_string_value(v);
         for (size_t i = 0, adv; i < json_string_length(v); i += adv) {
-            utf8_next(s + i, &adv);
+            utf8_cp_decode(s + i, &adv);
             quoted(out, s + i, adv, i == 0);
         }
     } else if (json_is_object(v)) {

@@ -35,16 +35,6 @@ static int hex4(const char *p, const char *end) {
     return v;
 }
 
-static char *put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) *o++ = (char)cp;
-    else if (cp < 0x800) *o++ = (char)(0xC0 | cp >> 6), *o++ = (char)(0x80 | (cp & 63));
-    else if (cp < 0x10000)
-        *o++ = (char)(0xE0 | cp >> 12), *o++ = (char)(0x80 | (cp >> 6 & 63)), *o++ = (char)(0x80 | (cp & 63));
-    else
-        *o++ = (char)(0xF0 | cp >> 18), *o++ = (char)(0x80 | (cp >> 12 & 63)),
-        *o++ = (char)(0x80 | (cp >> 6 & 63)), *o++ = (char)(0x80 | (cp & 63));
-    return o;
-}
 
 /* A \uXXXX escape at p (at the backslash), surrogate pairs joined. */
 static const char *unicode_escape(scanner *s, const char *p, char **o) {
@@ -59,7 +49,7 @@ static const char *unicode_escape(scanner *s, const char *p, char **o) {
         p += 6;
     }
     if (cp == 0) return fail(s, p, "\\u0000 in a string");
-    *o = put_utf8(*o, (unsigned)cp);
+    *o += utf8_cp_encode((uint32_t)cp, *o);
     return p;
 }
 

@@ -49,3 +49,24 @@ char *utf8_repair(const char *s, size_t n, size_t *out_len) {
     *out_len = o;
     return out;
 }
+
+uint32_t utf8_cp_decode(const char *s, size_t *adv) {
+    const unsigned char *u = (const unsigned char *)s;
+    if (u[0] < 0x80) return *adv = 1, u[0];
+    if (u[0] < 0xE0) return *adv = 2, (uint32_t)(u[0] & 0x1F) << 6 | (u[1] & 0x3F);
+    if (u[0] < 0xF0) return *adv = 3, (uint32_t)(u[0] & 0x0F) << 12 | (uint32_t)(u[1] & 0x3F) << 6 | (u[2] & 0x3F);
+    *adv = 4;
+    return (uint32_t)(u[0] & 0x07) << 18 | (uint32_t)(u[1] & 0x3F) << 12 | (uint32_t)(u[2] & 0x3F) << 6 | (u[3] & 0x3F);
+}
+
+size_t utf8_cp_encode(uint32_t cp, char out[4]) {
+    if (cp < 0x80) return out[0] = (char)cp, 1;
+    if (cp < 0x800) return out[0] = (char)(0xC0 | cp >> 6), out[1] = (char)(0x80 | (cp & 0x3F)), 2;
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12), out[1] = (char)(0x80 | (cp >> 6 & 0x3F)), out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18), out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F)), out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
