@@ -3,6 +3,7 @@
  * verification, and clear errors for bad requests. On a small synthetic
  * model (tests/fixtures/configs/small_unified.json: hidden 200, window 8). */
 #include "test.h"
+#include "util/file.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
 #include "model/config.h"
@@ -19,17 +20,15 @@ __attribute__((constructor)) static void make_model(void) {
      * in test_golden_hf. */
     setenv("G4_EXACT_PREFILL", "1", 1);
     snprintf(model_dir, sizeof model_dir, "%s/model", t_tmp_dir("engine"));
-    FILE *f = fopen("tests/fixtures/configs/small_unified.json", "rb");
-    if (!f) return;
-    char text[8192];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = 0;
-    fclose(f);
+    char *text = g4_read_file("tests/fixtures/configs/small_unified.json", NULL);
     g4_config cfg;
-    g4_err err;
-    if (g4_config_parse(text, "small_unified.json", &cfg, &err) || g4_synth_write(&cfg, G4_SYNTH_BF16, 3, model_dir, 0, &err))
-        fprintf(stderr, "cannot make the test model: %s\n", err.msg);
-    vocab = cfg.vocab_size;
+    g4_err err = {"cannot read tests/fixtures/configs/small_unified.json"};
+    if (!text || g4_config_parse(text, "small_unified.json", &cfg, &err) ||
+        g4_synth_write(&cfg, G4_SYNTH_BF16, 3, model_dir, 0, &err))
+        fprintf(stderr, "cannot make the test model: %s\n", err.msg); /* every case then fails opening it */
+    else
+        vocab = cfg.vocab_size;
+    free(text);
 }
 
 static g4_engine *open_engine(g4_kv_dtype kv, int seqs) {

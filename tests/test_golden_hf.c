@@ -7,6 +7,7 @@
  * - FP8 KV cache: free-running greedy equals the BF16-KV run for 32 steps;
  *   the logit error of FP8 KV is printed (recorded), not asserted. */
 #include "test.h"
+#include "util/file.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
 #include "model/config.h"
@@ -151,14 +152,8 @@ static void test_config_spellings(void) {
         char a[600], b[600];
         snprintf(a, sizeof a, "%s/hf/%s/config.json", t_fixture_dir(), models[i]);
         snprintf(b, sizeof b, "%s/hf/%s/config.global_spelling.json", t_fixture_dir(), models[i]);
-        char *ta = NULL, *tb = NULL;
-        size_t n;
-        FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-        REQUIRE(fa && fb);
-        ta = calloc(1, 1 << 16), tb = calloc(1, 1 << 16);
-        n = fread(ta, 1, (1 << 16) - 1, fa), (void)n;
-        n = fread(tb, 1, (1 << 16) - 1, fb), (void)n;
-        fclose(fa), fclose(fb);
+        char *ta = g4_read_file(a, NULL), *tb = g4_read_file(b, NULL);
+        REQUIRE(ta && tb);
         g4_config ca, cb;
         g4_err err;
         CHECKF(g4_config_parse(ta, a, &ca, &err) == 0, "%s", err.msg);

@@ -10,6 +10,7 @@
  * - KV-cache scales: valid ones used, one copied to the other, bad ones 1.0;
  * - the synthetic presets: 12B manifest, value statistics, FP8 block scales. */
 #include "test.h"
+#include "util/file.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -50,23 +51,10 @@ static const char *scratch_path(const char *name) {
     return p;
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc(n + 1);
-    size_t got = fread(buf, 1, n, f);
-    fclose(f);
-    buf[got] = 0;
-    if (len) *len = got;
-    return buf;
-}
 
 static int copy_file(const char *src, const char *dst) {
     size_t n;
-    char *buf = slurp(src, &n);
+    char *buf = g4_read_file(src, &n);
     if (!buf) return -1;
     FILE *f = fopen(dst, "wb");
     int rc = f && fwrite(buf, 1, n, f) == n ? 0 : -1;
@@ -411,7 +399,7 @@ static void test_nan_bytes_repaired(void) {
     char file[1024];
     snprintf(file, sizeof file, "%s/model.safetensors", dir);
     size_t n_before, n_now;
-    char *before = slurp(file, &n_before);
+    char *before = g4_read_file(file, &n_before);
     REQUIRE(before);
 
     g4_weights *ref = load(fixture("a_h96_fp8"), false), *w = load(dir, false);
@@ -433,7 +421,7 @@ static void test_nan_bytes_repaired(void) {
         for (size_t i = 0; i < numel; i++) differ += codes[i] != orig[i];
         CHECKF(differ <= (size_t)np->n, "%s: %zu bytes changed", np->tensor, differ);
     }
-    char *now = slurp(file, &n_now); /* while the repaired mapping is alive */
+    char *now = g4_read_file(file, &n_now); /* while the repaired mapping is alive */
     CHECK(now && n_now == n_before && !memcmp(now, before, n_before));
     free(now);
     g4_weights_free(w);
@@ -449,7 +437,7 @@ static void test_nan_bytes_repaired(void) {
     CHECKF(strstr(out, "repaired 3 NaN bytes to +-448 in " LM "layers.0.self_attn.q_proj.weight"), "%s", out);
     CHECKF(strstr(out, "repaired 2 NaN bytes to +-448 in " LM "layers.3.mlp.down_proj.weight"), "%s", out);
     CHECKF(strstr(out, "NaN bytes      5 repaired"), "%s", out);
-    now = slurp(file, &n_now);
+    now = g4_read_file(file, &n_now);
     CHECK(now && n_now == n_before && !memcmp(now, before, n_before));
     free(now);
     free(before);

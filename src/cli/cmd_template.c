@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "text/chat_template.h"
+#include "util/file.h"
 
 static const char usage_text[] =
     "usage: g4 template (--model-path DIR | --chat-template FILE | --builtin NAME)\n"
@@ -67,20 +68,7 @@ static int parse_opts(int argc, char **argv, template_opts *o) {
 static char *read_template(const template_opts *o, size_t *len, const char **src, g4_err *err) {
     if (o->model_path) return chat_read_model_template(o->model_path, len, src, err);
     *src = o->template_file;
-    FILE *f = fopen(o->template_file, "rb");
-    if (!f) {
-        g4_errorf(err, "%s: cannot open", o->template_file);
-        return NULL;
-    }
-    char *text = NULL;
-    size_t cap = 0;
-    FILE *mem = open_memstream(&text, &cap);
-    char buf[8192];
-    size_t n;
-    while (mem && (n = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, n, mem);
-    fclose(f);
-    if (mem) fclose(mem);
-    *len = cap;
+    char *text = g4_read_file(o->template_file, len);
     if (!text) g4_errorf(err, "%s: cannot read", o->template_file);
     return text;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "util/sha256.h"
+#include "util/file.h"
 
 /* SHA-256 of the template text with trailing whitespace removed. */
 static const struct {
@@ -49,27 +50,6 @@ chat_variant chat_variant_from_name(const char *name) {
     return CHAT_TMPL_UNKNOWN;
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0, got;
-    do {
-        if (n + 4096 > cap) {
-            char *p = realloc(buf, cap = cap ? cap * 2 : 65536);
-            if (!p) { free(buf); fclose(f); return NULL; }
-            buf = p;
-        }
-        got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-    } while (got > 0);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); return NULL; }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
 
 /* tokenizer_config.json's chat_template: a string, or a list of
  * {"name", "template"} of which "default" is the chat template. */
@@ -101,7 +81,7 @@ char *chat_read_model_template(const char *dir, size_t *len, const char **source
     static char path[4096];
     snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
     *source = path;
-    char *text = read_file(path, len);
+    char *text = g4_read_file(path, len);
     if (text) return text;
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     FILE *f = fopen(path, "rb");

@@ -12,6 +12,7 @@
 #include "text/tok_internal.h"
 #include "text/tok_json.h"
 #include "text/utf8.h"
+#include "util/file.h"
 
 static const char *pool_add(tok_tokenizer *t, const char *s, size_t n) {
     if (t->pool_used + n + 1 > t->pool_cap) return NULL;
@@ -345,25 +346,13 @@ static int load_json(tok_tokenizer *t, json_t *root, const tjs_doc *doc, g4_err 
     return 0;
 }
 
-static char *read_file(const char *path, size_t *len) {
-    errno = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
-        fread(buf, 1, (size_t)n, f) != (size_t)n)
-        free(buf), buf = NULL;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 /* The vocab and merges go through the scanner (tok_json.h), the rest of the
  * document through jansson. */
 static int load_file(tok_tokenizer *t, const char *path, g4_err *err) {
     size_t len;
-    char *buf = read_file(path, &len);
+    errno = 0;
+    char *buf = g4_read_file(path, &len);
     if (!buf) return g4_errorf(err, "cannot read: %s", errno ? strerror(errno) : "short read");
     tjs_doc doc;
     json_error_t jerr;
