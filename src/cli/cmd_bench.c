@@ -87,19 +87,29 @@ static double step_bytes(const g4_weights *w, int context, g4_kv_dtype kv) {
     return bytes;
 }
 
-static void print_profile(g4_engine *e, int seq, int32_t token) {
+static void print_stages(const char *what, int n, const double *ms, const char **names) {
+    double total = 0;
+    for (int i = 0; i < n; i++) total += ms[i];
+    printf("  %s by stage (without the graph, events between stages; %.3f ms in all):\n", what, total);
+    for (int i = 0; i < n; i++)
+        if (ms[i] > 0) printf("    %-28s %8.3f ms %5.1f%%\n", names[i], ms[i], 100 * ms[i] / total);
+}
+
+/* Stage times of one decode step at the end of seq, then of the prefill of
+ * the prompt into a fresh sequence. */
+static void print_profile(g4_engine *e, int seq, int32_t token, const int32_t *prompt, int len) {
     double ms[16];
     const char *names[16];
     g4_err err;
     int n = g4_engine_profile_step(e, seq, token, ms, names, &err);
-    if (n < 0) {
-        fprintf(stderr, "g4 bench: %s\n", err.msg);
-        return;
+    if (n > 0) print_stages("decode step", n, ms, names);
+    int fresh = n > 0 ? g4_engine_seq_alloc(e, &err) : -1;
+    if (fresh >= 0) {
+        n = g4_engine_profile_prefill(e, fresh, prompt, len, ms, names, &err);
+        if (n > 0) print_stages("prefill", n, ms, names);
+        g4_engine_seq_free(e, fresh);
     }
-    double total = 0;
-    for (int i = 0; i < n; i++) total += ms[i];
-    printf("  decode step by stage (one step without the graph, events between stages; %.3f ms in all):\n", total);
-    for (int i = 0; i < n; i++) printf("    %-28s %8.3f ms %5.1f%%\n", names[i], ms[i], 100 * ms[i] / total);
+    if (n < 0 || fresh < 0) fprintf(stderr, "g4 bench: %s\n", err.msg);
 }
 
 static int run_length(g4_engine *e, const bench_args *a, int len, double gbs) {
@@ -130,7 +140,7 @@ static int run_length(g4_engine *e, const bench_args *a, int len, double gbs) {
         printf("%8d %10.2f %9.3f %9.3f %9.1f %11.3f %9.3f %8.1f%%\n", len, percentile(ttft, a->reps, 0.5), med, p90,
                1000.0 / med, bytes / 1e9, floor_ms, floor_ms > 0 ? 100.0 * floor_ms / med : 0.0);
     }
-    if (!rc && a->profile) print_profile(e, seq, out[a->gen - 1]);
+    if (!rc && a->profile) print_profile(e, seq, out[a->gen - 1], prompt, len);
     g4_engine_seq_free(e, seq);
     free(prompt), free(out), free(logits), free(ttft), free(itl);
     return rc;
@@ -146,6 +156,7 @@ int cmd_bench(int argc, char **argv) {
     int longest = 0;
     for (int i = 0; i < a.n_lens; i++) longest = a.lens[i] > longest ? a.lens[i] : longest;
     a.engine.max_context = longest + a.gen + 1;
+    if (a.profile) a.engine.max_seqs = 2; /* the prefill profile runs on a second sequence */
     g4_err err;
     double t0 = g4_now();
     g4_engine *e = g4_engine_create(a.model, &a.engine, &err);

@@ -35,6 +35,9 @@ int g4_cuda_decode_greedy(g4_cuda *c, int seq, int pos0, int32_t first, int n, i
  * fills ms[i] / names[i] per stage (at most 16) and returns how many. The
  * sequence is not advanced (the step's KV row is rewritten by the next one). */
 int g4_cuda_profile_step(g4_cuda *c, int seq, int pos0, int32_t token, double *ms, const char **names, g4_err *err);
+/* The same for the prefill of n tokens at pos0 (eager, chunk by chunk; logits of the last token). */
+int g4_cuda_profile_prefill(g4_cuda *c, int seq, int pos0, const int32_t *tokens, int n, float *logits, double *ms,
+                            const char **names, g4_err *err);
 
 /* Read bandwidth of this GPU in GB/s (a streaming read of `bytes`, median of reps). */
 double g4_cuda_read_bandwidth(uint64_t bytes, int reps, g4_err *err);

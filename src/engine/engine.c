@@ -189,3 +189,19 @@ int g4_engine_profile_step(g4_engine *e, int seq, int32_t token, double *ms, con
 #endif
     return g4_errorf(err, "stage profiling needs the CUDA backend");
 }
+
+int g4_engine_profile_prefill(g4_engine *e, int seq, const int32_t *tokens, int n, double *ms, const char **names,
+                              g4_err *err) {
+#if G4_HAVE_CUDA
+    if (e->cuda) {
+        if (e->seq_len[seq] + n > e->opts.max_context)
+            return g4_errorf(err, "%d + %d tokens exceed the context limit of %d", e->seq_len[seq], n, e->opts.max_context);
+        float *logits = malloc(sizeof(float) * e->weights->cfg.vocab_size);
+        const int stages = g4_cuda_profile_prefill(e->cuda, seq, e->seq_len[seq], tokens, n, logits, ms, names, err);
+        free(logits);
+        if (stages > 0) e->seq_len[seq] += n;
+        return stages;
+    }
+#endif
+    return g4_errorf(err, "stage profiling needs the CUDA backend");
+}

@@ -61,6 +61,9 @@ int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t
 /* GPU time of each stage of one decode step (CUDA only): fills ms[i] and
  * names[i] (at most 16 stages), returns the number of stages or -1. */
 int g4_engine_profile_step(g4_engine *e, int seq, int32_t token, double *ms, const char **names, g4_err *err);
+/* The same for the prefill of n tokens appended to seq (CUDA only). */
+int g4_engine_profile_prefill(g4_engine *e, int seq, const int32_t *tokens, int n, double *ms, const char **names,
+                              g4_err *err);
 
 /* The loaded weights (for sizes in reports). */
 const g4_weights *g4_engine_weights(const g4_engine *e);
