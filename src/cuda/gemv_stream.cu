@@ -16,17 +16,20 @@
  * from the previous projection's output (block 0 stores h'), which removes the
  * separate norm kernel between projections.
  *
- * Math per row: the 128-column scale blocks are units of one 4-code word per
- * lane; x stays fp32 in shared memory; fp32 accumulation. CPU reference:
+ * Math: a thread takes 16-code chunks of every row of a stage; x stays fp32
+ * in shared memory; fp32 accumulation. CPU reference:
  * cpu_matmul (src/cpu/ops.c) and the residual loop of src/cpu/forward.c. */
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 
+#include <stdlib.h>
+
 #define STREAM_WARPS 8
-#define STREAM_STAGES 4
-#define STAGE_TARGET_BYTES 24576 /* ~3 stages in flight per SM cover the HBM latency */
+#define STREAM_STAGES 4          /* ring depth (G4_STREAM_STAGES overrides, for experiments) */
+#define STAGE_TARGET_BYTES 24576 /* ~3 stages in flight per SM cover the HBM latency (G4_STREAM_STAGE_BYTES) */
 #define STAGE_MAX_ROWS 8         /* rows of codes per stage (GeGLU: 4 pairs) */
-#define SMEM_LIMIT (227 * 1024)
+/* dynamic shared memory per block: the H100's 227 KB opt-in less room for the static arrays */
+#define SMEM_LIMIT (226 * 1024)
 
 struct stream_mat {
     const uint8_t *w;
@@ -40,6 +43,7 @@ struct stream_args {
     int n_mats, cols, total_rows, M;
     int geglu;          /* mat[0] gate, mat[1] up; rows count pairs */
     int stage_rows;     /* rows (pairs) per stage */
+    int n_stages;       /* ring depth */
     g4k_gemv_input in;
 };
 
@@ -120,6 +124,25 @@ __device__ __forceinline__ void issue_stage(const stream_args &a, const stage_ge
 
 /* ------------------------------------------------------------ the input x */
 
+/* x in shared memory: a thread reads the 16 floats of its 16-code chunk c as
+ * four 16-byte pieces, piece k stored at slot k ^ ((c >> 1) & 3) of the
+ * chunk, so that the 8 lanes of a quarter-warp (chunks c..c+7, 64 bytes
+ * apart) hit 8 different bank groups instead of colliding 4 ways. */
+__device__ __forceinline__ int x_slot(int c, int k) { return c * 4 + (k ^ ((c >> 1) & 3)); }
+
+/* Linear x (M rows of n floats) -> the swizzled order, in place: each thread
+ * permutes whole chunks. */
+__device__ void swizzle_x(float *xs, int M, int n) {
+    float4 *x4 = reinterpret_cast<float4 *>(xs);
+    const int chunks = M * n / 16, per_row = n / 16;
+    for (int i = threadIdx.x; i < chunks; i += blockDim.x) {
+        float4 v[4];
+        for (int k = 0; k < 4; k++) v[k] = x4[i * 4 + k];
+        const int c = i % per_row, base = (i - c) * 4;
+        for (int k = 0; k < 4; k++) x4[base + x_slot(c, k)] = v[k];
+    }
+}
+
 /* x (M rows of cols) into shared memory: copied, or made from the pending
  * residual update (see kernels.h, g4k_gemv_input). Same operation order as
  * residual_norm_vec in norm.cu. */
@@ -154,6 +177,14 @@ __device__ void load_input(const stream_args &a, float *xs, float *red) {
     }
 }
 
+/* x into shared memory, swizzled (x_slot). */
+template <int M>
+__device__ void stage_input(const stream_args &a, float *xs, float *red) {
+    load_input<M>(a, xs, red);
+    __syncthreads();
+    swizzle_x(xs, M, a.cols);
+}
+
 /* ------------------------------------------------------------ the kernel */
 
 /* Shared memory: mbarriers | partial sums [2][rows][warps][M] | x [M][cols] | stages. */
@@ -161,43 +192,53 @@ struct smem_layout {
     size_t red, x, ring, total;
 };
 
-__host__ __device__ inline smem_layout layout_for(int M, int cols, int stage_bytes) {
+__host__ __device__ inline smem_layout layout_for(int M, int cols, int stage_bytes, int n_stages) {
     smem_layout l;
-    l.red = 64;
+    l.red = 128; /* up to 16 mbarriers */
     l.x = l.red + sizeof(float) * 2 * STAGE_MAX_ROWS * STREAM_WARPS * M;
     l.x = (l.x + 127) / 128 * 128;
     l.ring = l.x + sizeof(float) * (size_t)M * cols;
     l.ring = (l.ring + 127) / 128 * 128;
-    l.total = l.ring + (size_t)STREAM_STAGES * stage_bytes;
+    l.total = l.ring + (size_t)n_stages * stage_bytes;
     return l;
 }
 
-/* acc[r][m] += (row r of the stage) . x[m] over this warp's 128-column units. */
+/* acc[r][m] += (row r of the stage) . x[m] over this thread's 16-code chunks
+ * (chunk c of every row of the stage: the x values are loaded once for all
+ * rows). */
 template <int M>
 __device__ __forceinline__ void stage_dot(const stream_args &a, const stage_geom &s, const uint8_t *buf,
                                           const float *xs, float acc[STAGE_MAX_ROWS][M]) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const int units = (a.cols + 127) / 128, rows = a.geglu ? 2 * s.n : s.n;
-    for (int u = warp; u < units; u += STREAM_WARPS) {
-        const int c = u * 128 + 4 * lane;
-        if (c >= a.cols) continue;
-        float4 xv[M];
+    const int nchunk = a.cols / 16, units = (a.cols + 127) / 128, rows = a.geglu ? 2 * s.n : s.n;
+    const float4 *x4 = reinterpret_cast<const float4 *>(xs);
+    for (int c = threadIdx.x; c < nchunk; c += blockDim.x) {
+        float xv[M][16];
 #pragma unroll
-        for (int m = 0; m < M; m++) xv[m] = *reinterpret_cast<const float4 *>(xs + (size_t)m * a.cols + c);
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const float4 t = x4[(size_t)m * nchunk * 4 + x_slot(c, k)];
+                xv[m][4 * k] = t.x, xv[m][4 * k + 1] = t.y, xv[m][4 * k + 2] = t.z, xv[m][4 * k + 3] = t.w;
+            }
 #pragma unroll
         for (int r = 0; r < STAGE_MAX_ROWS; r++) {
             if (r >= rows) break;
             /* GeGLU stages: gate rows, then up rows at stage_rows */
-            const int slot = a.geglu && r >= s.n ? a.stage_rows + r - s.n : r;
-            const int row = s.row + (a.geglu && r >= s.n ? r - s.n : r);
-            const stream_mat &mat = a.geglu ? (r < s.n ? a.mat[0] : a.mat[1]) : mat_of(a, s.mat);
-            const uint32_t word = *reinterpret_cast<const uint32_t *>(buf + (size_t)slot * a.cols + c);
-            float w[4];
-            g4k_fp8x4_to_f32_biased(word, w);
-            const float scale = __ldg(mat.scales + (size_t)(row / 128) * units + u) * G4K_FP8_SCALE_BIAS;
+            const bool is_up = a.geglu && r >= s.n;
+            const int slot = is_up ? a.stage_rows + r - s.n : r, row = s.row + (is_up ? r - s.n : r);
+            const stream_mat &mat = a.geglu ? (is_up ? a.mat[1] : a.mat[0]) : mat_of(a, s.mat);
+            const uint4 wv = *reinterpret_cast<const uint4 *>(buf + (size_t)slot * a.cols + (size_t)c * 16);
+            float w[16];
+            g4k_fp8x4_to_f32_biased(wv.x, w);
+            g4k_fp8x4_to_f32_biased(wv.y, w + 4);
+            g4k_fp8x4_to_f32_biased(wv.z, w + 8);
+            g4k_fp8x4_to_f32_biased(wv.w, w + 12);
+            const float scale = __ldg(mat.scales + (size_t)(row / 128) * units + c / 8) * G4K_FP8_SCALE_BIAS;
 #pragma unroll
             for (int m = 0; m < M; m++) {
-                const float part = w[0] * xv[m].x + w[1] * xv[m].y + w[2] * xv[m].z + w[3] * xv[m].w;
+                float part = 0.0f;
+#pragma unroll
+                for (int k = 0; k < 16; k++) part += w[k] * xv[m][k];
                 acc[r][m] += part * scale; /* part is x 2^-120: no overflow before the scale */
             }
         }
@@ -227,7 +268,7 @@ __global__ void __launch_bounds__(STREAM_WARPS * 32, 1) gemv_stream_kernel(strea
     extern __shared__ __align__(128) uint8_t smem[];
     uint64_t *bars = reinterpret_cast<uint64_t *>(smem);
     const int rows_per_stage_bytes = a.stage_rows * a.cols * (a.geglu ? 2 : 1);
-    const smem_layout L = layout_for(M, a.cols, rows_per_stage_bytes);
+    const smem_layout L = layout_for(M, a.cols, rows_per_stage_bytes, a.n_stages);
     float *red = reinterpret_cast<float *>(smem + L.red);
     float *xs = reinterpret_cast<float *>(smem + L.x);
     uint8_t *ring = smem + L.ring;
@@ -239,9 +280,9 @@ __global__ void __launch_bounds__(STREAM_WARPS * 32, 1) gemv_stream_kernel(strea
 
     int g_issue = run_begin, n_issued = 0;
     if (threadIdx.x == 0) {
-        for (int i = 0; i < STREAM_STAGES; i++) bar_init(&bars[i], 1);
+        for (int i = 0; i < a.n_stages; i++) bar_init(&bars[i], 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        for (; n_issued < STREAM_STAGES && g_issue < run_end; n_issued++) {
+        for (; n_issued < a.n_stages && g_issue < run_end; n_issued++) {
             const stage_geom s = stage_at(a, g_issue, run_end);
             issue_stage(a, s, ring + (size_t)n_issued * rows_per_stage_bytes, &bars[n_issued]);
             g_issue += s.n;
@@ -249,15 +290,15 @@ __global__ void __launch_bounds__(STREAM_WARPS * 32, 1) gemv_stream_kernel(strea
     }
     g4k_wait_inputs(); /* x (or y and h) come from the previous kernel */
     g4k_allow_next();
-    load_input<M>(a, xs, sum32);
+    stage_input<M>(a, xs, sum32);
     __syncthreads();
 
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int g = run_begin;
     for (int i = 0; g < run_end; i++) {
         const stage_geom s = stage_at(a, g, run_end);
-        const int buf = i % STREAM_STAGES;
-        bar_wait(&bars[buf], (i / STREAM_STAGES) & 1);
+        const int buf = i % a.n_stages;
+        bar_wait(&bars[buf], (i / a.n_stages) & 1);
         float acc[STAGE_MAX_ROWS][M];
 #pragma unroll
         for (int r = 0; r < STAGE_MAX_ROWS; r++)
@@ -294,15 +335,28 @@ static int sm_count(void) {
     return sms;
 }
 
+static int env_int(const char *name, int fallback) {
+    const char *v = getenv(name);
+    return v && atoi(v) > 0 ? atoi(v) : fallback;
+}
+
+static int n_stages(void) {
+    static int n = 0;
+    if (!n) n = env_int("G4_STREAM_STAGES", STREAM_STAGES);
+    return n > 16 ? 16 : n; /* 16 mbarriers fit before the partial sums */
+}
+
 static int stage_rows_for(int cols, bool geglu) {
+    static int target = 0;
+    if (!target) target = env_int("G4_STREAM_STAGE_BYTES", STAGE_TARGET_BYTES);
     const int per_row = cols * (geglu ? 2 : 1);
-    int r = STAGE_TARGET_BYTES / per_row;
+    int r = target / per_row;
     const int max_r = geglu ? STAGE_MAX_ROWS / 2 : STAGE_MAX_ROWS;
     return r < 1 ? 1 : r > max_r ? max_r : r;
 }
 
 static size_t smem_for(int M, int cols, bool geglu) {
-    return layout_for(M, cols, stage_rows_for(cols, geglu) * cols * (geglu ? 2 : 1)).total;
+    return layout_for(M, cols, stage_rows_for(cols, geglu) * cols * (geglu ? 2 : 1), n_stages()).total;
 }
 
 extern "C" int g4k_gemv_stream_fits(const g4_dmatrix *w, int n_mats, int M, int geglu) {
@@ -317,10 +371,9 @@ extern "C" int g4k_gemv_stream_fits(const g4_dmatrix *w, int n_mats, int M, int 
 template <int M>
 static void launch(const stream_args &a, cudaStream_t s) {
     static bool configured = false;
-    if (!configured) {
-        cudaFuncSetAttribute(gemv_stream_kernel<M>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_LIMIT);
-        configured = true;
-    }
+    if (!configured)
+        configured = cudaFuncSetAttribute(gemv_stream_kernel<M>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          SMEM_LIMIT) == cudaSuccess;
     int blocks = sm_count();
     if (blocks > a.total_rows) blocks = a.total_rows;
     g4k_launch(gemv_stream_kernel<M>, blocks, STREAM_WARPS * 32, smem_for(M, a.cols, a.geglu), s, a);
@@ -328,6 +381,7 @@ static void launch(const stream_args &a, cudaStream_t s) {
 
 static void run(stream_args &a, cudaStream_t s) {
     a.stage_rows = stage_rows_for(a.cols, a.geglu);
+    a.n_stages = n_stages();
     if (a.M == 1) launch<1>(a, s);
     else launch<2>(a, s);
 }
