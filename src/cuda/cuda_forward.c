@@ -296,7 +296,7 @@ static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cu
 }
 
 /* The residual update after a projection (o or down) stays pending until
- * the next projection: its streaming GEMV applies it to its own input (every
+ * the next projection: its decode GEMV applies it to its own input (every
  * block recomputes the norms; the new h goes to h_other and the buffers swap),
  * or, where that GEMV does not apply, one residual-norm kernel writes c->h in
  * place and the normed input to c->x. */
@@ -315,8 +315,8 @@ static void flush_pending(g4_cuda *c, int n) {
     c->pending.h_in = NULL;
 }
 
-/* The input of a streaming GEMV that would read c->x. */
-static g4k_gemv_input take_stream_input(g4_cuda *c) {
+/* The input of a decode GEMV that would read c->x. */
+static g4k_gemv_input take_fused_input(g4_cuda *c) {
     g4k_gemv_input in = {.x = c->x};
     if (c->pending.h_in) {
         in = c->pending;
@@ -329,9 +329,9 @@ static g4k_gemv_input take_stream_input(g4_cuda *c) {
 
 /* q/k/v from the layer's normed input. */
 static void project_qkv(g4_cuda *c, const g4_dmatrix *w, float *const *y, int n_mats, int n) {
-    if (g4k_gemv_stream_fits(w, n_mats, n, 0)) {
-        const g4k_gemv_input in = take_stream_input(c);
-        g4k_gemv_stream(w, y, n_mats, &in, n, c->stream);
+    if (g4k_gemv_input_fits(w, n_mats, n, 0)) {
+        const g4k_gemv_input in = take_fused_input(c);
+        g4k_gemv_x(w, y, n_mats, &in, n, c->stream);
         return;
     }
     flush_pending(c, n);
@@ -341,9 +341,9 @@ static void project_qkv(g4_cuda *c, const g4_dmatrix *w, float *const *y, int n_
 /* gelu(gate) * up from the normed input, into c->ffn. */
 static void project_geglu(g4_cuda *c, const layer_dev *d, int n) {
     const g4_dmatrix gu[2] = {d->gate, d->up};
-    if (g4k_gemv_stream_fits(gu, 2, n, 1)) {
-        const g4k_gemv_input in = take_stream_input(c);
-        g4k_gemv_stream_geglu(&d->gate, &d->up, c->ffn, &in, n, c->stream);
+    if (g4k_gemv_input_fits(gu, 2, n, 1)) {
+        const g4k_gemv_input in = take_fused_input(c);
+        g4k_gemv_geglu_x(&d->gate, &d->up, c->ffn, &in, n, c->stream);
         return;
     }
     flush_pending(c, n);
@@ -353,11 +353,6 @@ static void project_geglu(g4_cuda *c, const layer_dev *d, int n) {
 /* o or down: c->proj = x W^T; returns the number of split-K parts written. */
 static int project_out(g4_cuda *c, const g4_dmatrix *w, const float *x, int n) {
     float *proj = c->proj;
-    if (g4k_gemv_stream_fits(w, 1, n, 0)) {
-        const g4k_gemv_input in = {.x = x};
-        g4k_gemv_stream(w, &proj, 1, &in, n, c->stream);
-        return 1;
-    }
     if (n <= GEMV_M) { /* one launch covers every token: split the columns to fill the SMs */
         g4k_gemv_split(w, &proj, 1, x, n, SPLITS, c->stream);
         return SPLITS;

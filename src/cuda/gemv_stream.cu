@@ -11,15 +11,14 @@
  * The weights do not depend on the previous kernel, so the first stages are
  * requested before waiting for it (programmatic dependent launch).
  *
- * The input is x itself, or the residual update that produces it: every
- * block recomputes h' = (h + rms(y; w_post)) * scalar and x = rms(h'; w_next)
- * from the previous projection's output (block 0 stores h'), which removes the
- * separate norm kernel between projections.
+ * The input is x itself, or the residual update that produces it
+ * (gemv_input.cuh).
  *
  * Math: a thread takes 16-code chunks of every row of a stage; x stays fp32
  * in shared memory; fp32 accumulation. CPU reference:
  * cpu_matmul (src/cpu/ops.c) and the residual loop of src/cpu/forward.c. */
 #include "cuda/common.cuh"
+#include "cuda/gemv_input.cuh"
 #include "cuda/kernels.h"
 
 #include <stdlib.h>
@@ -124,65 +123,10 @@ __device__ __forceinline__ void issue_stage(const stream_args &a, const stage_ge
 
 /* ------------------------------------------------------------ the input x */
 
-/* x in shared memory: a thread reads the 16 floats of its 16-code chunk c as
- * four 16-byte pieces, piece k stored at slot k ^ ((c >> 1) & 3) of the
- * chunk, so that the 8 lanes of a quarter-warp (chunks c..c+7, 64 bytes
- * apart) hit 8 different bank groups instead of colliding 4 ways. */
-__device__ __forceinline__ int x_slot(int c, int k) { return c * 4 + (k ^ ((c >> 1) & 3)); }
-
-/* Linear x (M rows of n floats) -> the swizzled order, in place: each thread
- * permutes whole chunks. */
-__device__ void swizzle_x(float *xs, int M, int n) {
-    float4 *x4 = reinterpret_cast<float4 *>(xs);
-    const int chunks = M * n / 16, per_row = n / 16;
-    for (int i = threadIdx.x; i < chunks; i += blockDim.x) {
-        float4 v[4];
-        for (int k = 0; k < 4; k++) v[k] = x4[i * 4 + k];
-        const int c = i % per_row, base = (i - c) * 4;
-        for (int k = 0; k < 4; k++) x4[base + x_slot(c, k)] = v[k];
-    }
-}
-
-/* x (M rows of cols) into shared memory: copied, or made from the pending
- * residual update (see kernels.h, g4k_gemv_input). Same operation order as
- * residual_norm_vec in norm.cu. */
-template <int M>
-__device__ void load_input(const stream_args &a, float *xs, float *red) {
-    const g4k_gemv_input &in = a.in;
-    const int n = a.cols;
-    if (!in.h_in) {
-        for (int i = threadIdx.x; i < M * n / 4; i += blockDim.x)
-            reinterpret_cast<float4 *>(xs)[i] = reinterpret_cast<const float4 *>(in.x)[i];
-        return;
-    }
-    for (int m = 0; m < M; m++) {
-        float *x = xs + (size_t)m * n;
-        const float *y = in.y + (size_t)m * n, *h = in.h_in + (size_t)m * n;
-        const size_t part_stride = (size_t)M * n;
-        float ss = 0.0f;
-        for (int c = threadIdx.x; c < n; c += blockDim.x) {
-            float v = y[c];
-            for (int p = 1; p < in.parts; p++) v += y[p * part_stride + c];
-            x[c] = v, ss += v * v;
-        }
-        const float inv = 1.0f / sqrtf(g4k_block_sum(ss, red) / n + in.eps);
-        float ss2 = 0.0f;
-        for (int c = threadIdx.x; c < n; c += blockDim.x) {
-            const float hv = (h[c] + x[c] * inv * in.w_post[c]) * in.scalar;
-            x[c] = hv, ss2 += hv * hv;
-            if (blockIdx.x == 0) in.h_out[(size_t)m * n + c] = hv;
-        }
-        const float inv2 = 1.0f / sqrtf(g4k_block_sum(ss2, red) / n + in.eps);
-        for (int c = threadIdx.x; c < n; c += blockDim.x) x[c] = x[c] * inv2 * in.w_next[c];
-    }
-}
-
-/* x into shared memory, swizzled (x_slot). */
+/* x into shared memory, swizzled (gemv_input.cuh). */
 template <int M>
 __device__ void stage_input(const stream_args &a, float *xs, float *red) {
-    load_input<M>(a, xs, red);
-    __syncthreads();
-    swizzle_x(xs, M, a.cols);
+    g4k_gemv_input_swizzled<M>(a.in, a.cols, xs, a.cols, red);
 }
 
 /* ------------------------------------------------------------ the kernel */
@@ -217,7 +161,7 @@ __device__ __forceinline__ void stage_dot(const stream_args &a, const stage_geom
         for (int m = 0; m < M; m++)
 #pragma unroll
             for (int k = 0; k < 4; k++) {
-                const float4 t = x4[(size_t)m * nchunk * 4 + x_slot(c, k)];
+                const float4 t = x4[(size_t)m * nchunk * 4 + g4k_x_slot(c, k)];
                 xv[m][4 * k] = t.x, xv[m][4 * k + 1] = t.y, xv[m][4 * k + 2] = t.z, xv[m][4 * k + 3] = t.w;
             }
 #pragma unroll
@@ -264,7 +208,7 @@ __device__ __forceinline__ void stage_store(const stream_args &a, const stage_ge
 }
 
 template <int M>
-__global__ void __launch_bounds__(STREAM_WARPS * 32, 1) gemv_stream_kernel(stream_args a) {
+__global__ void __launch_bounds__(STREAM_WARPS * 32, 2) gemv_stream_kernel(stream_args a) {
     extern __shared__ __align__(128) uint8_t smem[];
     uint64_t *bars = reinterpret_cast<uint64_t *>(smem);
     const int rows_per_stage_bytes = a.stage_rows * a.cols * (a.geglu ? 2 : 1);
@@ -374,7 +318,9 @@ static void launch(const stream_args &a, cudaStream_t s) {
     if (!configured)
         configured = cudaFuncSetAttribute(gemv_stream_kernel<M>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           SMEM_LIMIT) == cudaSuccess;
-    int blocks = sm_count();
+    static int per_sm = 0; /* blocks per SM (G4_STREAM_BLOCKS_PER_SM, for experiments) */
+    if (!per_sm) per_sm = env_int("G4_STREAM_BLOCKS_PER_SM", 1);
+    int blocks = per_sm * sm_count();
     if (blocks > a.total_rows) blocks = a.total_rows;
     g4k_launch(gemv_stream_kernel<M>, blocks, STREAM_WARPS * 32, smem_for(M, a.cols, a.geglu), s, a);
 }

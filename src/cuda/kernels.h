@@ -48,9 +48,18 @@ typedef struct {
     float scalar, eps;
 } g4k_gemv_input;
 
-/* Decode GEMV for 1-2 tokens that streams FP8 weights through shared memory
- * (gemv_stream.cu): the same results as g4k_gemv / g4k_gemv_geglu. Only where
- * g4k_gemv_stream_fits says so (FP8, cols % 16 == 0, M <= 2, fits shared memory). */
+/* Decode GEMV and GeGLU for 1-2 tokens whose input may be the pending
+ * residual update (no norm kernel in between): the same results as
+ * g4k_gemv / g4k_gemv_geglu on the updated, normed x. Only where
+ * g4k_gemv_input_fits says so (FP8, cols % 16 == 0, rows % 4 == 0, M <= 2, x fits 48 KB). */
+int g4k_gemv_input_fits(const g4_dmatrix *w, int n_mats, int M, int geglu);
+void g4k_gemv_x(const g4_dmatrix *w, float *const *y, int n_mats, const g4k_gemv_input *in, int M, g4_stream stream);
+void g4k_gemv_geglu_x(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const g4k_gemv_input *in, int M,
+                      g4_stream stream);
+
+/* Experimental (gemv_stream.cu, benchmarked by tests/gpu/gemv_bench): the
+ * same through bulk copies into a shared-memory ring, one even run of rows
+ * per block. Slower than the above on the H100 so far (perf log). */
 int g4k_gemv_stream_fits(const g4_dmatrix *w, int n_mats, int M, int geglu);
 void g4k_gemv_stream(const g4_dmatrix *w, float *const *y, int n_mats, const g4k_gemv_input *in, int M,
                      g4_stream stream);

@@ -4,9 +4,9 @@
  * no zeros) must agree (max |diff| / max |y| <= 1e-5, exit 1 otherwise; the
  * two sum in different orders), then each is timed as 20 launches captured in
  * one CUDA graph (median of 10 replays), in GB/s of weights read. The last
- * rows time one decode layer's four projections (48 layers in one graph),
- * old path (separate residual-norm kernels, split-K o/down) against new (norms
- * fused into the streaming GEMVs).
+ * rows time one decode layer's four projections (48 layers in one graph):
+ * separate residual-norm kernels, norms fused into the shared-x GEMVs, and
+ * all streaming GEMVs.
  * Build: make build/tests/gpu/gemv_bench; run on the GPU machine. */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -193,12 +193,18 @@ int main() {
         g4k_gemv(&w, &yo, 1, xo, M, s);
         const g4k_gemv_input in = {.h_in = h0, .y = yparts, .w_post = wp, .w_next = wn, .h_out = h_b, .parts = 4,
                                    .scalar = 0.7f, .eps = 1e-6f};
-        g4k_gemv_stream(&w, &yn, 1, &in, M, s);
-        CK(cudaStreamSynchronize(s));
-        const float eh = rel_diff(h_a, h_b, H), ey = rel_diff(y_old, y_new, F);
-        const bool ok = eh <= 1e-6f && ey <= 1e-5f;
-        failures += !ok;
-        printf("fused residual update      h err %.1e, y err %.1e %s\n", eh, ey, ok ? "ok" : "FAIL");
+        for (int kernel = 0; kernel < 2; kernel++) { /* the shared-x GEMV, then the streaming one */
+            CK(cudaMemset(h_b, 0, H * 4));
+            CK(cudaMemset(y_new, 0, F * 4));
+            if (kernel) g4k_gemv_stream(&w, &yn, 1, &in, M, s);
+            else g4k_gemv_x(&w, &yn, 1, &in, M, s);
+            CK(cudaStreamSynchronize(s));
+            const float eh = rel_diff(h_a, h_b, H), ey = rel_diff(y_old, y_new, F);
+            const bool ok = eh <= 1e-6f && ey <= 1e-5f;
+            failures += !ok;
+            printf("fused residual update (%s) h err %.1e, y err %.1e %s\n", kernel ? "stream" : "shared-x", eh, ey,
+                   ok ? "ok" : "FAIL");
+        }
     }
 
     /* One decode layer's projections, 48 times in one graph (no attention). */
@@ -220,6 +226,16 @@ int main() {
             g4k_gemv_split(&down, &proj, 1, ffn, M, 4, s);
             g4k_residual_norm(h, proj, 4, wn, 1.0f, x, wn, M, H, 1e-6f, s);
         });
+        const float t_fused = time_graph(s, L, [&] {
+            g4k_gemv_input a = {.h_in = h, .y = proj, .w_post = wn, .w_next = wn, .h_out = h2, .parts = 4,
+                                .scalar = 1.0f, .eps = 1e-6f};
+            g4k_gemv_x(qkv, ys, 3, &a, M, s);
+            g4k_gemv_split(&o, &proj, 1, x_q, M, 4, s);
+            g4k_gemv_input b = a;
+            b.h_in = h2, b.h_out = h;
+            g4k_gemv_geglu_x(&gate, &up, ffn, &b, M, s);
+            g4k_gemv_split(&down, &proj, 1, ffn, M, 4, s);
+        });
         const float t_new = time_graph(s, L, [&] {
             g4k_gemv_input a = {.h_in = h, .y = proj, .w_post = wn, .w_next = wn, .h_out = h2, .parts = 1,
                                 .scalar = 1.0f, .eps = 1e-6f};
@@ -232,8 +248,9 @@ int main() {
             const g4k_gemv_input pf = {.x = ffn};
             g4k_gemv_stream(&down, &proj, 1, &pf, M, s);
         });
-        printf("48 layers of projections   %.0f MB  old %.3f ms %.0f GB/s   stream %.3f ms %.0f GB/s\n", mb,
-               t_old * L / 1e3, mb * 1e3 / (t_old * L), t_new * L / 1e3, mb * 1e3 / (t_new * L));
+        printf("48 layers of projections   %.0f MB  old %.3f ms %.0f GB/s   norms fused %.3f ms %.0f GB/s   "
+               "stream %.3f ms %.0f GB/s\n", mb, t_old * L / 1e3, mb * 1e3 / (t_old * L), t_fused * L / 1e3,
+               mb * 1e3 / (t_fused * L), t_new * L / 1e3, mb * 1e3 / (t_new * L));
     }
     CK(cudaGetLastError());
     printf("%s\n", failures ? "FAILED" : "all agree");
