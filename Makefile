@@ -114,6 +114,6 @@ $(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu
 
 # GEMV throughput against shape (benchmark; GPU machine): make build/tests/gpu/gemv_bench
-$(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/gemv_stream.cu src/cuda/norm.cu src/cuda/common.cuh src/cuda/kernels.h
+$(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/common.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/gemv_stream.cu src/cuda/norm.cu
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemv_bench.cu src/cuda/gemv.cu

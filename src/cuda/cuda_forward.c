@@ -60,8 +60,6 @@ struct g4_cuda {
     void **k_cache, **v_cache;   /* [seq * n_layers + layer] -> [max_context][kv_dim] */
     /* scratch for CHUNK tokens */
     float *h, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
-    float *h_other;              /* the fused residual update writes the new h here; then the two swap */
-    g4k_gemv_input pending;      /* a residual update not yet applied to h (pending.h_in NULL: none) */
     int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
     int32_t *hist;               /* [max_context + 1] greedy outputs by position */
     int *pos;                    /* [max_seqs + 1] device positions; the last one is the scratch slot */
@@ -198,7 +196,7 @@ static int max_width(const g4_config *cfg) {
 static int alloc_scratch(g4_cuda *c, g4_err *err) {
     const size_t wide = (size_t)CHUNK * max_width(&c->cfg) * sizeof(float);
     const size_t hid = (size_t)CHUNK * c->cfg.hidden * sizeof(float);
-    if (!(c->h = dev_alloc(c, hid, err)) || !(c->h_other = dev_alloc(c, hid, err)) || !(c->x = dev_alloc(c, hid, err)) || !(c->q = dev_alloc(c, wide, err)) ||
+    if (!(c->h = dev_alloc(c, hid, err)) || !(c->x = dev_alloc(c, hid, err)) || !(c->q = dev_alloc(c, wide, err)) ||
         !(c->k = dev_alloc(c, wide, err)) || !(c->v = dev_alloc(c, wide, err)) ||
         !(c->attn = dev_alloc(c, wide, err)) || !(c->proj = dev_alloc(c, SPLITS * hid, err)) ||
         !(c->ffn = dev_alloc(c, wide, err)) ||
@@ -295,75 +293,8 @@ static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cu
                        n - t < GEMV_M ? n - t : GEMV_M, s);
 }
 
-/* The residual update after a projection (o or down) stays pending until
- * the next projection: its decode GEMV applies it to its own input (every
- * block recomputes the norms; the new h goes to h_other and the buffers swap),
- * or, where that GEMV does not apply, one residual-norm kernel writes c->h in
- * place and the normed input to c->x. */
-static void set_pending(g4_cuda *c, int parts, const float *w_post, float scalar, const float *w_next) {
-    g4k_gemv_input p = {.h_in = c->h, .y = c->proj, .parts = parts, .w_post = w_post, .w_next = w_next,
-                        .scalar = scalar, .eps = c->cfg.rms_eps};
-    c->pending = p;
-}
-
-static void flush_pending(g4_cuda *c, int n) {
-    const g4k_gemv_input *p = &c->pending;
-    if (!p->h_in) return;
-    g4k_residual_norm(c->h, p->y, p->parts, p->w_post, p->scalar, c->x, p->w_next, n, c->cfg.hidden, p->eps,
-                      c->stream);
-    mark(c, ST_RESID);
-    c->pending.h_in = NULL;
-}
-
-/* The input of a decode GEMV that would read c->x. */
-static g4k_gemv_input take_fused_input(g4_cuda *c) {
-    g4k_gemv_input in = {.x = c->x};
-    if (c->pending.h_in) {
-        in = c->pending;
-        in.h_out = c->h_other;
-        c->h_other = c->h, c->h = in.h_out;
-        c->pending.h_in = NULL;
-    }
-    return in;
-}
-
-/* q/k/v from the layer's normed input. */
-static void project_qkv(g4_cuda *c, const g4_dmatrix *w, float *const *y, int n_mats, int n) {
-    if (g4k_gemv_input_fits(w, n_mats, n, 0)) {
-        const g4k_gemv_input in = take_fused_input(c);
-        g4k_gemv_x(w, y, n_mats, &in, n, c->stream);
-        return;
-    }
-    flush_pending(c, n);
-    gemv_tokens(w, y, n_mats, c->x, n, c->stream);
-}
-
-/* gelu(gate) * up from the normed input, into c->ffn. */
-static void project_geglu(g4_cuda *c, const layer_dev *d, int n) {
-    const g4_dmatrix gu[2] = {d->gate, d->up};
-    if (g4k_gemv_input_fits(gu, 2, n, 1)) {
-        const g4k_gemv_input in = take_fused_input(c);
-        g4k_gemv_geglu_x(&d->gate, &d->up, c->ffn, &in, n, c->stream);
-        return;
-    }
-    flush_pending(c, n);
-    geglu_tokens(d, c->ffn, c->x, n, c->stream);
-}
-
-/* o or down: c->proj = x W^T; returns the number of split-K parts written. */
-static int project_out(g4_cuda *c, const g4_dmatrix *w, const float *x, int n) {
-    float *proj = c->proj;
-    if (n <= GEMV_M) { /* one launch covers every token: split the columns to fill the SMs */
-        g4k_gemv_split(w, &proj, 1, x, n, SPLITS, c->stream);
-        return SPLITS;
-    }
-    gemv_tokens(w, &proj, 1, x, n, c->stream);
-    return 1;
-}
-
-/* One decoder layer for n tokens. On entry the layer's normed input is c->x
- * or the pending residual update; on exit the update after down_proj is
- * pending (with the next layer's input norm, or the final norm). */
+/* One decoder layer for n tokens; c->x holds rms(h; input_norm) on entry and
+ * the next layer's normed input (or the final norm's output) on exit. */
 static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     const g4_config *cfg = &c->cfg;
     const layer_dev *d = &c->layers[l];
@@ -374,27 +305,36 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     if (g->k_eq_v) {
         g4_dmatrix qk[2] = {d->q, d->k};
         float *ys[2] = {c->q, c->k};
-        project_qkv(c, qk, ys, 2, n);
+        gemv_tokens(qk, ys, 2, c->x, n, s);
         cudaMemcpyAsync(c->v, c->k, kv_bytes, cudaMemcpyDeviceToDevice, s); /* V is the raw k_proj output */
     } else {
         g4_dmatrix qkv[3] = {d->q, d->k, d->v};
         float *ys[3] = {c->q, c->k, c->v};
-        project_qkv(c, qkv, ys, 3, n);
+        gemv_tokens(qkv, ys, 3, c->x, n, s);
     }
     mark(c, ST_QKV);
     g4k_qkv_post(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, pos0, n, s);
     mark(c, ST_QKV_POST);
     g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, s);
     mark(c, ST_ATTN);
-    int parts = project_out(c, &d->o, c->attn, n);
+    /* o and down: split-K parts when one launch covers every token (decode) */
+    const int parts = n <= GEMV_M ? SPLITS : 1;
+    float *proj = c->proj;
+    if (parts > 1) g4k_gemv_split(&d->o, &proj, 1, c->attn, n, parts, s);
+    else gemv_tokens(&d->o, &proj, 1, c->attn, n, s);
     mark(c, ST_O);
-    set_pending(c, parts, d->post_attn_norm, 1.0f, d->pre_ffn_norm);
-    project_geglu(c, d, n);
+    g4k_residual_norm(c->h, c->proj, parts, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden,
+                      cfg->rms_eps, s);
+    mark(c, ST_RESID);
+    geglu_tokens(d, c->ffn, c->x, n, s);
     mark(c, ST_GEGLU);
-    parts = project_out(c, &d->down, c->ffn, n);
+    if (parts > 1) g4k_gemv_split(&d->down, &proj, 1, c->ffn, n, parts, s);
+    else gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
     mark(c, ST_DOWN);
     const float *next = l + 1 < cfg->n_layers ? c->layers[l + 1].input_norm : c->final_norm;
-    set_pending(c, parts, d->post_ffn_norm, d->layer_scalar, next);
+    g4k_residual_norm(c->h, c->proj, parts, d->post_ffn_norm, d->layer_scalar, c->x, next, n, cfg->hidden,
+                      cfg->rms_eps, s);
+    mark(c, ST_RESID);
 }
 
 /* Embedding through the final norm for n <= CHUNK tokens already in c->tokens. */
@@ -405,7 +345,6 @@ static void stack_forward(g4_cuda *c, int seq, const int *pos0, int n) {
     g4k_rmsnorm(c->x, c->h, c->layers[0].input_norm, n, cfg->hidden, cfg->rms_eps, c->stream);
     mark(c, ST_NORM);
     for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, seq, l, pos0, n);
-    flush_pending(c, n); /* c->x = the final norm's output */
 }
 
 static int logits_to_host(g4_cuda *c, int first_row, int n_rows, float *out, g4_err *err) {

@@ -9,7 +9,6 @@
  * computes row r of gate and of up against the same x), softcap (LM head).
  * CPU reference: cpu_matmul in src/cpu/ops.c. */
 #include "cuda/common.cuh"
-#include "cuda/gemv_input.cuh"
 #include "cuda/kernels.h"
 
 enum { MODE_PLAIN = 0, MODE_GEGLU = 1, MODE_SOFTCAP = 2 };
@@ -26,7 +25,6 @@ struct gemv_args {
     int n_mats, cols, total_rows, M;
     int splits;      /* split-K: the columns in `splits` parts, partial sums to y + part * M * rows */
     const float *x;
-    g4k_gemv_input in; /* decode only: the input may be the pending residual update (x NULL) */
     float cap;
 };
 
@@ -38,8 +36,12 @@ struct gemv_args {
 
 /* acc[r][m] += W_r . x[m] for NR rows whose start pointers are given, over the
  * lane's share of the columns (16-byte chunks: 16 FP8 codes or 8 BF16). */
-/* x in shared memory (decode, FP8): swizzled, see g4k_x_slot. */
-
+/* x in shared memory (decode, FP8): the chunk's four 16-byte pieces are
+ * stored with piece k at slot k ^ ((c >> 1) & 3), so that the 8 lanes of a
+ * quarter-warp reading piece k of chunks c..c+7 hit 8 different bank groups
+ * (unswizzled, lanes 64 bytes apart collide 4 ways). Global x loads with the
+ * same pattern cost 4x the L1 wavefronts of the weight bytes they serve. */
+__device__ __forceinline__ int sx_slot(int c, int k) { return c * 4 + (k ^ ((c >> 1) & 3)); }
 
 /* SX: x is the block's shared copy of columns [chunk_base*16, ...), swizzled. */
 template <int M, int NR, bool FP8, bool SX = false>
@@ -68,7 +70,7 @@ __device__ __forceinline__ void dot_rows_vec(const uint8_t *const wrow[NR], cons
                 const float4 *xs = reinterpret_cast<const float4 *>(x) + (size_t)m * sx_chunks * 4;
 #pragma unroll
                 for (int k = 0; k < PER / 4; k++) {
-                    const float4 t = SX ? xs[g4k_x_slot(c - chunk_begin, k)] : __ldg(xp + k);
+                    const float4 t = SX ? xs[sx_slot(c - chunk_begin, k)] : __ldg(xp + k);
                     xv[4 * k] = t.x, xv[4 * k + 1] = t.y, xv[4 * k + 2] = t.z, xv[4 * k + 3] = t.w;
                 }
 #pragma unroll
@@ -242,17 +244,11 @@ __global__ void __launch_bounds__(256, 2) gemv_sx_kernel(gemv_args a) {
     }
     g4k_wait_inputs();
     g4k_allow_next(); /* all blocks are resident: the next kernel can only use what they free */
-    if (a.in.h_in) { /* the residual update, recomputed here (never split) */
-        __shared__ float red32[32];
-        g4k_gemv_input_swizzled<M>(a.in, a.cols, reinterpret_cast<float *>(sx4), per_part * 16, red32);
-    } else {
-        const float4 *x4 = reinterpret_cast<const float4 *>(a.x);
-        for (int m = 0; m < M; m++)
-            for (int p = threadIdx.x; p < (chunk_end - chunk_begin) * 4; p += blockDim.x)
-                sx4[m * per_part * 4 + g4k_x_slot(p / 4, p % 4)] =
-                    x4[(size_t)m * a.cols / 4 + (size_t)(chunk_begin + p / 4) * 4 + p % 4];
-        __syncthreads();
-    }
+    const float4 *x4 = reinterpret_cast<const float4 *>(a.x);
+    for (int m = 0; m < M; m++)
+        for (int p = threadIdx.x; p < (chunk_end - chunk_begin) * 4; p += blockDim.x)
+            sx4[m * per_part * 4 + sx_slot(p / 4, p % 4)] = x4[(size_t)m * a.cols / 4 + (size_t)(chunk_begin + p / 4) * 4 + p % 4];
+    __syncthreads();
     const float *sx = reinterpret_cast<const float *>(sx4);
     const int lane = threadIdx.x % 32, warps = blockDim.x / 32, n_groups = a.total_rows / R;
     for (int g = blockIdx.x * warps + threadIdx.x / 32; g < n_groups; g += gridDim.x * warps) {
@@ -300,19 +296,14 @@ static int sm_count(void) {
     return sms;
 }
 
-/* The shared-x kernel applies to FP8 rows on the vector path, 1-2 tokens,
- * x within the default 48 KB of shared memory. */
-static bool sx_applies(int mode, int M, int cols, int splits) {
-    if (mode == MODE_SOFTCAP || M > 2) return false;
-    const int nchunk_all = cols / 16, per_part = ((nchunk_all + splits - 1) / splits + 7) / 8 * 8;
-    return (size_t)M * per_part * 64 <= 48 * 1024;
-}
-
+/* The shared-x kernel when it applies: FP8 rows on the vector path, 1-2 tokens,
+ * x within the default 48 KB of shared memory. Returns false otherwise. */
 template <int MODE>
 static bool launch_sx(const gemv_args &a, cudaStream_t s) {
-    if (!sx_applies(MODE, a.M, a.cols, a.splits)) return false;
+    if (MODE == MODE_SOFTCAP || a.M > 2) return false;
     const int nchunk_all = a.cols / 16, per_part = ((nchunk_all + a.splits - 1) / a.splits + 7) / 8 * 8;
     const size_t smem = (size_t)a.M * per_part * 64;
+    if (smem > 48 * 1024) return false;
     const int rows_per_warp = MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS, warps = 8;
     int bx = 2 * sm_count() / a.splits; /* every block resident at once */
     const int needed = (a.total_rows / rows_per_warp + warps - 1) / warps;
@@ -396,32 +387,4 @@ extern "C" void g4k_lm_head(float *logits, const float *x, const uint16_t *E, in
     gemv_mat g = {reinterpret_cast<const uint8_t *>(E), nullptr, vocab, logits};
     a.mat[0] = g;
     launch<MODE_SOFTCAP>(a, false, s);
-}
-
-/* ------------------------------------------------------------ decode with a fused input */
-
-extern "C" int g4k_gemv_input_fits(const g4_dmatrix *w, int n_mats, int M, int geglu) {
-    for (int i = 0; i < n_mats; i++)
-        if (!w[i].fp8 || w[i].cols != w[0].cols || w[i].rows % VEC_ROWS) return 0;
-    return w[0].cols % 16 == 0 && sx_applies(geglu ? MODE_GEGLU : MODE_PLAIN, M, w[0].cols, 1);
-}
-
-extern "C" void g4k_gemv_x(const g4_dmatrix *w, float *const *y, int n_mats, const g4k_gemv_input *in, int M,
-                           g4_stream s) {
-    gemv_args a = {};
-    a.n_mats = n_mats, a.cols = w[0].cols, a.M = M, a.x = in->x, a.in = *in, a.splits = 1;
-    for (int i = 0; i < n_mats; i++) {
-        a.mat[i] = to_mat(&w[i], y[i]);
-        a.total_rows += w[i].rows;
-    }
-    launch_sx<MODE_PLAIN>(a, s);
-}
-
-extern "C" void g4k_gemv_geglu_x(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const g4k_gemv_input *in,
-                                 int M, g4_stream s) {
-    gemv_args a = {};
-    a.n_mats = 2, a.cols = gate->cols, a.M = M, a.x = in->x, a.in = *in, a.total_rows = gate->rows, a.splits = 1;
-    a.mat[0] = to_mat(gate, y);
-    a.mat[1] = to_mat(up, nullptr);
-    launch_sx<MODE_GEGLU>(a, s);
 }

@@ -35,37 +35,6 @@ void g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const floa
 void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                     g4_stream stream);
 
-/* The input of a streaming GEMV: x [M][cols] itself (h_in NULL), or the
- * residual update that produces it from the previous projection's output y
- * ([parts][M][cols] split-K partial sums):
- *   h_out = (h_in + rms(sum of y's parts; w_post)) * scalar,  x = rms(h_out; w_next).
- * h_out must not alias h_in (every block reads h_in; one writes h_out). */
-typedef struct {
-    const float *x;
-    const float *h_in, *y, *w_post, *w_next;
-    float *h_out;
-    int parts;
-    float scalar, eps;
-} g4k_gemv_input;
-
-/* Decode GEMV and GeGLU for 1-2 tokens whose input may be the pending
- * residual update (no norm kernel in between): the same results as
- * g4k_gemv / g4k_gemv_geglu on the updated, normed x. Only where
- * g4k_gemv_input_fits says so (FP8, cols % 16 == 0, rows % 4 == 0, M <= 2, x fits 48 KB). */
-int g4k_gemv_input_fits(const g4_dmatrix *w, int n_mats, int M, int geglu);
-void g4k_gemv_x(const g4_dmatrix *w, float *const *y, int n_mats, const g4k_gemv_input *in, int M, g4_stream stream);
-void g4k_gemv_geglu_x(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const g4k_gemv_input *in, int M,
-                      g4_stream stream);
-
-/* Experimental (gemv_stream.cu, benchmarked by tests/gpu/gemv_bench): the
- * same through bulk copies into a shared-memory ring, one even run of rows
- * per block. Slower than the above on the H100 so far (perf log). */
-int g4k_gemv_stream_fits(const g4_dmatrix *w, int n_mats, int M, int geglu);
-void g4k_gemv_stream(const g4_dmatrix *w, float *const *y, int n_mats, const g4k_gemv_input *in, int M,
-                     g4_stream stream);
-void g4k_gemv_stream_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const g4k_gemv_input *in, int M,
-                           g4_stream stream);
-
 /* Prefill GEMM on tensor cores for M > 8 (any M >= 1 works): y[m][r] = sum_c x[m][c] W[r][c],
  * x fp32 [M][cols], y fp32 [M][rows]. FP8 or BF16 weights stay as they are in memory; x is
  * rounded to FP16 once (rel. error ~2e-4). Uses process-wide scratch that grows on demand
