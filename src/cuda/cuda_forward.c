@@ -39,8 +39,8 @@ typedef enum {
     ST_EMBED, ST_NORM, ST_QKV, ST_QKV_POST, ST_ATTN, ST_O, ST_RESID, ST_GEGLU, ST_DOWN, ST_HEAD, ST_SAMPLE, ST_COUNT
 } stage;
 static const char *stage_names[ST_COUNT] = {"embed", "rmsnorm", "gemv q/k/v", "q/k/v norms+rope+kv write",
-                                            "attention", "gemv o (+ residual norm)", "residual+norms", "gemv gate/up+GeGLU",
-                                            "gemv down (+ residual norm)", "lm head+softcap", "argmax"};
+                                            "attention", "gemv o", "residual+norms", "gemv gate/up+GeGLU",
+                                            "gemv down", "lm head+softcap", "argmax"};
 #define MAX_MARKS 1024
 typedef struct {
     bool on;
@@ -62,7 +62,6 @@ struct g4_cuda {
     float *h, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
     int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
     int32_t *hist;               /* [max_context + 1] greedy outputs by position */
-    unsigned *ticket;            /* the last-block counter of g4k_gemv_split_residual */
     int *pos;                    /* [max_seqs + 1] device positions; the last one is the scratch slot */
     cudaGraphExec_t graph;
     int graph_seq;
@@ -204,10 +203,8 @@ static int alloc_scratch(g4_cuda *c, g4_err *err) {
         !(c->logits = dev_alloc(c, (size_t)GEMV_M * c->cfg.vocab_size * sizeof(float), err)) ||
         !(c->tokens = dev_alloc(c, CHUNK * sizeof(int32_t), err)) ||
         !(c->hist = dev_alloc(c, (size_t)(c->max_context + 1) * sizeof(int32_t), err)) ||
-        !(c->pos = dev_alloc(c, (c->max_seqs + 1) * sizeof(int), err)) ||
-        !(c->ticket = dev_alloc(c, sizeof(unsigned), err)))
+        !(c->pos = dev_alloc(c, (c->max_seqs + 1) * sizeof(int), err)))
         return -1;
-    CK(cudaMemsetAsync(c->ticket, 0, sizeof(unsigned), c->stream), "counter");
     return 0;
 }
 
@@ -296,27 +293,6 @@ static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cu
                        n - t < GEMV_M ? n - t : GEMV_M, s);
 }
 
-/* o_proj or down_proj from x, then the residual update of c->h and the next
- * normed input in c->x: in decode the GEMV's last block does the update (one
- * launch), else a residual-norm kernel follows the projection. */
-static void project_residual(g4_cuda *c, stage st, const g4_dmatrix *w, const float *x, int n, const float *w_post,
-                             float scalar, const float *w_next) {
-    const int parts = n <= GEMV_M ? SPLITS : 1; /* one launch covers every token: split the columns */
-    float *proj = c->proj;
-    if (parts > 1 && g4k_gemv_residual_fits(w, n, parts)) {
-        const g4k_residual r = {.h = c->h, .w_post = w_post, .scalar = scalar, .out = c->x, .w_next = w_next,
-                                .eps = c->cfg.rms_eps, .counter = c->ticket};
-        g4k_gemv_split_residual(w, proj, x, n, parts, &r, c->stream);
-        mark(c, st);
-        return;
-    }
-    if (parts > 1) g4k_gemv_split(w, &proj, 1, x, n, parts, c->stream);
-    else gemv_tokens(w, &proj, 1, x, n, c->stream);
-    mark(c, st);
-    g4k_residual_norm(c->h, proj, parts, w_post, scalar, c->x, w_next, n, c->cfg.hidden, c->cfg.rms_eps, c->stream);
-    mark(c, ST_RESID);
-}
-
 /* One decoder layer for n tokens; c->x holds rms(h; input_norm) on entry and
  * the next layer's normed input (or the final norm's output) on exit. */
 static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
@@ -341,11 +317,24 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     mark(c, ST_QKV_POST);
     g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, s);
     mark(c, ST_ATTN);
-    project_residual(c, ST_O, &d->o, c->attn, n, d->post_attn_norm, 1.0f, d->pre_ffn_norm);
+    /* o and down: split-K parts when one launch covers every token (decode) */
+    const int parts = n <= GEMV_M ? SPLITS : 1;
+    float *proj = c->proj;
+    if (parts > 1) g4k_gemv_split(&d->o, &proj, 1, c->attn, n, parts, s);
+    else gemv_tokens(&d->o, &proj, 1, c->attn, n, s);
+    mark(c, ST_O);
+    g4k_residual_norm(c->h, c->proj, parts, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden,
+                      cfg->rms_eps, s);
+    mark(c, ST_RESID);
     geglu_tokens(d, c->ffn, c->x, n, s);
     mark(c, ST_GEGLU);
+    if (parts > 1) g4k_gemv_split(&d->down, &proj, 1, c->ffn, n, parts, s);
+    else gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
+    mark(c, ST_DOWN);
     const float *next = l + 1 < cfg->n_layers ? c->layers[l + 1].input_norm : c->final_norm;
-    project_residual(c, ST_DOWN, &d->down, c->ffn, n, d->post_ffn_norm, d->layer_scalar, next);
+    g4k_residual_norm(c->h, c->proj, parts, d->post_ffn_norm, d->layer_scalar, c->x, next, n, cfg->hidden,
+                      cfg->rms_eps, s);
+    mark(c, ST_RESID);
 }
 
 /* Embedding through the final norm for n <= CHUNK tokens already in c->tokens. */

@@ -10,7 +10,6 @@
  * CPU reference: cpu_matmul in src/cpu/ops.c. */
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
-#include "cuda/norm.cuh"
 
 enum { MODE_PLAIN = 0, MODE_GEGLU = 1, MODE_SOFTCAP = 2 };
 
@@ -27,7 +26,6 @@ struct gemv_args {
     int splits;      /* split-K: the columns in `splits` parts, partial sums to y + part * M * rows */
     const float *x;
     float cap;
-    g4k_residual resid; /* decode, shared-x path: the last block finishes with the residual update (counter set) */
 };
 
 /* Rows per warp on the vector path. Each lane's x values are loaded once per
@@ -218,29 +216,6 @@ __global__ void __launch_bounds__(256) gemv_kernel(gemv_args a) {
         }
 }
 
-/* The last block of the grid to finish (a ticket on a counter, which it
- * resets for the next launch) applies the residual update to the complete
- * output: no kernel boundary between the projection and the norm. */
-template <int M>
-__device__ void finish_with_residual(const gemv_args &a) {
-    __shared__ bool last;
-    __shared__ float red32[32];
-    __syncthreads(); /* every warp's outputs are written */
-    if (threadIdx.x == 0) {
-        __threadfence(); /* ... and visible before the ticket */
-        last = atomicAdd(a.resid.counter, 1u) == gridDim.x * gridDim.y - 1;
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence(); /* see the other blocks' outputs */
-    const g4k_residual &r = a.resid;
-    const int n = a.mat[0].rows;
-    for (int m = 0; m < M; m++)
-        g4k_residual_norm_row(r.h + (size_t)m * n, a.mat[0].y + (size_t)m * n, (size_t)M * n, a.splits, r.w_post,
-                              r.scalar, r.out + (size_t)m * n, r.w_next, n, r.eps, red32);
-    if (threadIdx.x == 0) *r.counter = 0;
-}
-
 /* Decode (M <= 2 tokens), FP8: the block first copies x (its split's columns)
  * into shared memory, swizzled, then its warps walk row groups in a grid-stride
  * loop, so x is loaded once per block instead of once per warp from L1. */
@@ -313,7 +288,6 @@ __global__ void __launch_bounds__(256, 2) gemv_sx_kernel(gemv_args a) {
                 }
         }
     }
-    if (MODE == MODE_PLAIN && a.resid.counter) finish_with_residual<M>(a);
 }
 
 static int sm_count(void) {
@@ -322,19 +296,14 @@ static int sm_count(void) {
     return sms;
 }
 
-/* The shared-x kernel applies to FP8 rows on the vector path (checked by
- * the caller), 1-2 tokens, x within the default 48 KB of shared memory. */
-static bool sx_applies(int mode, int M, int cols, int splits) {
-    if (mode == MODE_SOFTCAP || M > 2) return false;
-    const int nchunk_all = cols / 16, per_part = ((nchunk_all + splits - 1) / splits + 7) / 8 * 8;
-    return (size_t)M * per_part * 64 <= 48 * 1024;
-}
-
+/* The shared-x kernel when it applies: FP8 rows on the vector path, 1-2 tokens,
+ * x within the default 48 KB of shared memory. Returns false otherwise. */
 template <int MODE>
 static bool launch_sx(const gemv_args &a, cudaStream_t s) {
-    if (!sx_applies(MODE, a.M, a.cols, a.splits)) return false;
+    if (MODE == MODE_SOFTCAP || a.M > 2) return false;
     const int nchunk_all = a.cols / 16, per_part = ((nchunk_all + a.splits - 1) / a.splits + 7) / 8 * 8;
     const size_t smem = (size_t)a.M * per_part * 64;
+    if (smem > 48 * 1024) return false;
     const int rows_per_warp = MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS, warps = 8;
     int bx = 2 * sm_count() / a.splits; /* every block resident at once */
     const int needed = (a.total_rows / rows_per_warp + warps - 1) / warps;
@@ -418,21 +387,4 @@ extern "C" void g4k_lm_head(float *logits, const float *x, const uint16_t *E, in
     gemv_mat g = {reinterpret_cast<const uint8_t *>(E), nullptr, vocab, logits};
     a.mat[0] = g;
     launch<MODE_SOFTCAP>(a, false, s);
-}
-
-/* ------------------------------------------------------------ decode: projection + residual update */
-
-extern "C" int g4k_gemv_residual_fits(const g4_dmatrix *w, int M, int splits) {
-    const int threads = 256; /* the shared-x kernel's block */
-    return w->fp8 && w->cols % 16 == 0 && w->rows % VEC_ROWS == 0 && w->rows % 4 == 0 &&
-           w->rows <= 16 * threads && sx_applies(MODE_PLAIN, M, w->cols, splits);
-}
-
-extern "C" void g4k_gemv_split_residual(const g4_dmatrix *w, float *y, const float *x, int M, int splits,
-                                        const g4k_residual *r, g4_stream s) {
-    gemv_args a = {};
-    a.n_mats = 1, a.cols = w->cols, a.M = M, a.x = x, a.splits = splits, a.total_rows = w->rows;
-    a.mat[0] = to_mat(w, y);
-    a.resid = *r;
-    launch_sx<MODE_PLAIN>(a, s);
 }

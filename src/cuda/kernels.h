@@ -31,24 +31,6 @@ void g4k_gemv(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, 
 void g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, int splits,
                     g4_stream stream);
 
-/* The residual update that follows o_proj and down_proj (see g4k_residual_norm). */
-typedef struct {
-    float *h;
-    const float *w_post;
-    float scalar;
-    float *out;
-    const float *w_next;
-    float eps;
-    unsigned *counter;       /* device, zero; the GEMV leaves it zero */
-} g4k_residual;
-
-/* Decode (M <= 2): g4k_gemv_split on one matrix, then g4k_residual_norm(h, y,
- * splits, ...) over its output, done by the GEMV's last block instead of
- * another kernel. Only where g4k_gemv_residual_fits says so. */
-int g4k_gemv_residual_fits(const g4_dmatrix *w, int M, int splits);
-void g4k_gemv_split_residual(const g4_dmatrix *w, float *y, const float *x, int M, int splits, const g4k_residual *r,
-                             g4_stream stream);
-
 /* GeGLU: y[m][r] = gelu_tanh(x W_gate^T)[m][r] * (x W_up^T)[m][r]. */
 void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                     g4_stream stream);

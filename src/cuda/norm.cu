@@ -4,7 +4,6 @@
  * cpu_rmsnorm, cpu_rope and the loops of src/cpu/forward.c. */
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
-#include "cuda/norm.cuh"
 
 #define ROW_THREADS 256
 
@@ -52,24 +51,68 @@ __global__ void residual_norm_kernel(float *h, float *y, int parts, const float 
     for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = hr[i] * inv2 * w_next[i];
 }
 
-/* The same with float4 accesses and the row in registers (g4k_residual_norm_row;
- * n % 4 == 0, n <= 16 * 1024). Decode runs this on one block per token, so
+/* The same with float4 accesses and the row held in registers between the
+ * two reductions (n % 4 == 0, n <= 4 * 4 * 1024): one load of y and h, one
+ * store of h and out. Decode runs this 96 times a step on one block each, so
  * its latency, not its bytes, is what counts. */
+#define RES_VEC 4
 __global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float *y, int parts, const float *w_post,
                                                           float scalar, float *out, const float *w_next, int n,
                                                           float eps) {
     __shared__ float red[32];
     g4k_wait_inputs();
     g4k_allow_next();
-    const size_t row = (size_t)blockIdx.x * n;
-    g4k_residual_norm_row(h + row, y + row, (size_t)gridDim.x * n, parts, w_post, scalar, out ? out + row : nullptr,
-                          w_next, n, eps, red);
+    const int n4 = n / 4;
+    float4 *hr = reinterpret_cast<float4 *>(h + (size_t)blockIdx.x * n);
+    const float4 *yr = reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * n);
+    const float4 *wp = reinterpret_cast<const float4 *>(w_post);
+    float4 yv[RES_VEC], hv[RES_VEC];
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < n4) {
+            yv[k] = yr[i], hv[k] = hr[i];
+            for (int p = 1; p < parts; p++) { /* split-K parts */
+                const float4 t = yr[(size_t)p * gridDim.x * n4 + i];
+                yv[k].x += t.x, yv[k].y += t.y, yv[k].z += t.z, yv[k].w += t.w;
+            }
+            ss += yv[k].x * yv[k].x + yv[k].y * yv[k].y + yv[k].z * yv[k].z + yv[k].w * yv[k].w;
+        }
+    }
+    const float inv = 1.0f / sqrtf(g4k_block_sum(ss, red) / n + eps);
+    float ss2 = 0.0f;
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < n4) {
+            const float4 w = wp[i];
+            hv[k].x = (hv[k].x + yv[k].x * inv * w.x) * scalar;
+            hv[k].y = (hv[k].y + yv[k].y * inv * w.y) * scalar;
+            hv[k].z = (hv[k].z + yv[k].z * inv * w.z) * scalar;
+            hv[k].w = (hv[k].w + yv[k].w * inv * w.w) * scalar;
+            hr[i] = hv[k];
+            ss2 += hv[k].x * hv[k].x + hv[k].y * hv[k].y + hv[k].z * hv[k].z + hv[k].w * hv[k].w;
+        }
+    }
+    if (!w_next) return;
+    const float inv2 = 1.0f / sqrtf(g4k_block_sum(ss2, red) / n + eps);
+    float4 *orow = reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * n);
+    const float4 *wn = reinterpret_cast<const float4 *>(w_next);
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < n4) {
+            const float4 w = wn[i];
+            orow[i] = make_float4(hv[k].x * inv2 * w.x, hv[k].y * inv2 * w.y, hv[k].z * inv2 * w.z, hv[k].w * inv2 * w.w);
+        }
+    }
 }
 
 extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
                                   const float *w_next, int M, int n, float eps, g4_stream s) {
-    if (n % 4 == 0 && n <= 4 * G4K_RES_VEC * 1024) {
-        int threads = (n / 4 + G4K_RES_VEC - 1) / G4K_RES_VEC;
+    if (n % 4 == 0 && n <= 4 * RES_VEC * 1024) {
+        int threads = (n / 4 + RES_VEC - 1) / RES_VEC;
         threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
         g4k_launch(residual_norm_vec, M, threads, 0, s, h, y, parts, w_post, scalar, out, w_next, n, eps);
     } else {
