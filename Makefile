@@ -31,7 +31,14 @@ CUDA_SRC := $(wildcard src/cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cuda/*.c))
 NVFLAGS  ?= -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc -lineinfo
 CFLAGS   += -DG4_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+# cuBLASLt (the optional W8A8 prefill GEMM, src/cuda/gemm_w8a8.cu) is linked
+# dynamically: the static library is ~0.5 GB of kernels. --as-needed records it
+# only in binaries that call it; the rpath finds it in $(CUDA_HOME)/lib64 without
+# LD_LIBRARY_PATH. A binary that needs it does not start where libcublasLt.so.13
+# is missing (the loader reports the missing library).
+CUBLASLT_LIBS := -Wl,--push-state,--as-needed -lcublasLt -Wl,--pop-state \
+                 -Wl,-rpath,$(CUDA_HOME)/lib64
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static $(CUBLASLT_LIBS) -ldl -lrt -lstdc++
 endif
 
 .PHONY: all test run clean fuzz
