@@ -83,7 +83,8 @@ clean:
 .PHONY: check
 check:
 	tools/setup.sh
-	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check $(BUILD)/tests/gpu/gemv_bench)
+	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check $(BUILD)/tests/gpu/gemv_bench \
+	                                               $(BUILD)/tests/gpu/w8a8_check)
 	$(MAKE) test
 
 .SECONDARY:
@@ -119,6 +120,14 @@ test-gpu: gpu-tests
 $(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/common.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu
+
+# GPU check and timing of the W8A8 prefill GEMM (cuBLASLt block scaling; H100):
+# make build/tests/gpu/w8a8_check && build/tests/gpu/w8a8_check [--quick]
+$(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/common.cuh \
+                               src/cuda/kernels.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu \
+	    -L$(CUDA_HOME)/lib64 -lcublasLt -Xlinker -rpath,$(CUDA_HOME)/lib64
 
 # GEMV throughput against shape (benchmark; GPU machine): make build/tests/gpu/gemv_bench
 $(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/common.cuh src/cuda/kernels.h
