@@ -57,7 +57,8 @@
 struct quant_params {
     const float *x;          /* [M][K] */
     uint8_t *xq;             /* [M4][K] E4M3 codes, rows >= M zero */
-    float *xs;               /* [KB][M4] scales, token index fastest */
+    float *xs;               /* scale of (m, kb) at xs[m * xs_m + kb * xs_kb] */
+    int xs_m, xs_kb;         /* 1, M4: token index fastest (cuBLASLt's VEC128 layout for B) */
     int M, M4, K, KB;
     int n_warps;             /* M4 * KB: one warp per (token, K group) */
     int quant_blocks;        /* blocks [0, quant_blocks) quantize, the rest copy weight scales */
@@ -99,7 +100,7 @@ __global__ void __launch_bounds__(W8A8_QUANT_THREADS) w8a8_quant(const quant_par
                            (uint32_t)g4k_f32_to_fp8(__fdiv_rn(v.w, s)) << 24;
         *reinterpret_cast<uint32_t *>(p.xq + (size_t)m * p.K + k) = q;
     }
-    if (lane == 0) p.xs[(size_t)kb * p.M4 + m] = s;
+    if (lane == 0) p.xs[(size_t)m * p.xs_m + (size_t)kb * p.xs_kb] = s;
 }
 
 /* y[m][n] = gelu_tanh(g[m][n]) * u[m][n] for m < M (g, u, y: ld N, N % 4 == 0). */
@@ -348,6 +349,7 @@ static int w8a8_run(const g4_dmatrix *const *w, int n_w, float *y, const float *
 
     /* x -> codes + scales (and the weight-scale copies) */
     qp.x = x, qp.xq = static_cast<uint8_t *>(g.xq.p), qp.xs = static_cast<float *>(g.xs.p);
+    qp.xs_m = 1, qp.xs_kb = M4;
     qp.M = M, qp.M4 = M4, qp.K = K, qp.KB = KB, qp.NB = NB, qp.L4 = L4;
     qp.n_warps = M4 * KB;
     const int warps_per_block = W8A8_QUANT_THREADS / G4K_WARP;
