@@ -29,9 +29,10 @@
  * and the caller uses g4k_gemm.
  *
  * Launch sequence per call: one quantization kernel (x -> codes + scales, plus the
- * padded weight-scale copies), one cublasLtMatmul per weight, then for GeGLU one
- * small kernel gelu(gate) * up (gate and up are separate allocations, so two
- * GEMMs into scratch), or for M % 4 != 0 one device-to-device copy.
+ * padded weight-scale copies), one cublasLtMatmul per weight (up to 3 weights with
+ * the same K share one quantization of x: q, k, v), then for GeGLU one small kernel
+ * gelu(gate) * up (gate and up are separate allocations, so two GEMMs into
+ * scratch), or for M % 4 != 0 one device-to-device copy per weight.
  *
  * State (process-wide, one device, not thread-safe, like g4k_gemm's scratch): the
  * cuBLASLt handle, a 32 MiB workspace, scratch buffers that grow on demand, and a
@@ -51,6 +52,7 @@
 #define W8A8_WORKSPACE (32u << 20) /* cuBLAS's recommendation for Hopper */
 #define W8A8_PLANS 64              /* prefill lengths vary: least recently used plan is replaced */
 #define W8A8_QUANT_THREADS 256
+#define W8A8_MAX_MATS 3            /* q, k, v against one quantized x */
 
 /* ---------------- CUDA kernels ---------------- */
 
@@ -62,9 +64,9 @@ struct quant_params {
     int M, M4, K, KB;
     int n_warps;             /* M4 * KB: one warp per (token, K group) */
     int quant_blocks;        /* blocks [0, quant_blocks) quantize, the rest copy weight scales */
-    const float *wsrc[2];    /* [NB][KB] checkpoint scales (NULL: nothing to copy) */
-    float *wdst[2];          /* [NB][L4], zeros for kb >= KB */
-    int NB, L4;
+    const float *wsrc[W8A8_MAX_MATS]; /* [NB][KB] checkpoint scales (NULL: nothing to copy) */
+    float *wdst[W8A8_MAX_MATS];       /* [NB][L4], zeros for kb >= KB */
+    int NB[W8A8_MAX_MATS], L4;
 };
 
 /* Quantize x per (token, 128-wide K group): warp w handles token w / KB, group
@@ -73,13 +75,13 @@ struct quant_params {
  * layout (tiny: <= a few thousand floats). */
 __global__ void __launch_bounds__(W8A8_QUANT_THREADS) w8a8_quant(const quant_params p) {
     if ((int)blockIdx.x >= p.quant_blocks) {
-        const int total = p.NB * p.L4;
-        for (int i = (blockIdx.x - p.quant_blocks) * blockDim.x + threadIdx.x; i < 2 * total;
-             i += (gridDim.x - p.quant_blocks) * blockDim.x) {
-            const int which = i / total, j = i % total;
+        for (int which = 0; which < W8A8_MAX_MATS; which++) {
             if (!p.wsrc[which]) continue;
-            const int nb = j / p.L4, kb = j % p.L4;
-            p.wdst[which][j] = kb < p.KB ? p.wsrc[which][(size_t)nb * p.KB + kb] : 0.0f;
+            for (int j = (blockIdx.x - p.quant_blocks) * blockDim.x + threadIdx.x; j < p.NB[which] * p.L4;
+                 j += (gridDim.x - p.quant_blocks) * blockDim.x) {
+                const int nb = j / p.L4, kb = j % p.L4;
+                p.wdst[which][j] = kb < p.KB ? p.wsrc[which][(size_t)nb * p.KB + kb] : 0.0f;
+            }
         }
         return;
     }
@@ -134,7 +136,7 @@ static struct {
     int state;               /* 0: not initialized, 1: ready, -1: unsupported here */
     cublasLtHandle_t lt;
     void *workspace;
-    w8a8_buf xq, xs, wsc[2], out[2];
+    w8a8_buf xq, xs, wsc[W8A8_MAX_MATS], out[W8A8_MAX_MATS];
     w8a8_plan plans[W8A8_PLANS];
     unsigned long long clock;
     char err[512];
@@ -175,7 +177,7 @@ static void plan_destroy(w8a8_plan *pl) {
 extern "C" void g4k_gemm_w8a8_release(void) {
     if (g.state == 1) cudaDeviceSynchronize();
     for (int i = 0; i < W8A8_PLANS; i++) plan_destroy(&g.plans[i]);
-    w8a8_buf *bufs[] = {&g.xq, &g.xs, &g.wsc[0], &g.wsc[1], &g.out[0], &g.out[1]};
+    w8a8_buf *bufs[] = {&g.xq, &g.xs, &g.wsc[0], &g.wsc[1], &g.wsc[2], &g.out[0], &g.out[1], &g.out[2]};
     for (w8a8_buf *b : bufs) {
         if (b->p) cudaFree(b->p);
         b->p = nullptr, b->cap = 0;
@@ -307,85 +309,109 @@ static int get_plan(int M4, int N, int K, const void *wscale, const void *xscale
 
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-/* One or two weights (GeGLU: w[1] = up) against the same x. */
-static int w8a8_run(const g4_dmatrix *const *w, int n_w, float *y, const float *x, int M, cudaStream_t s) {
+/* n_w weights (same K) against one quantized x: y[i] = x w[i]^T, or with
+ * geglu (n_w == 2, w = {gate, up}) y[0] = gelu(x gate^T) * (x up^T). */
+static int w8a8_run(const g4_dmatrix *const *w, int n_w, float *const *y, bool geglu, const float *x, int M,
+                    cudaStream_t s) {
     if (M <= 0) return 0;
-    const int N = w[0]->rows, K = w[0]->cols;
+    if (n_w < 1 || n_w > W8A8_MAX_MATS) return fail(-1, "g4k_gemm_w8a8: %d matrices (1 to %d)", n_w, W8A8_MAX_MATS);
+    const int K = w[0]->cols;
     for (int i = 0; i < n_w; i++) {
         if (!w[i]->fp8 || !w[i]->scales) return fail(-1, "g4k_gemm_w8a8: weight %d is not FP8 with block scales", i);
-        if (w[i]->rows != N || w[i]->cols != K) return fail(-1, "g4k_gemm_w8a8: gate and up differ in shape");
+        if (w[i]->cols != K) return fail(-1, "g4k_gemm_w8a8: weights differ in columns");
+        if (geglu && w[i]->rows != w[0]->rows) return fail(-1, "g4k_gemm_w8a8: gate and up differ in shape");
+        if (w[i]->rows <= 0 || w[i]->rows % 4 != 0)
+            return fail(-1, "g4k_gemm_w8a8: N=%d unsupported (needs N %% 4 == 0)", w[i]->rows);
         if (!aligned16(w[i]->data)) return fail(-1, "g4k_gemm_w8a8: weight %d codes not 16-byte aligned", i);
     }
-    if (N <= 0 || N % 4 != 0 || K <= 0 || K % 16 != 0)
-        return fail(-1, "g4k_gemm_w8a8: N=%d K=%d unsupported (needs N %% 4 == 0, K %% 16 == 0)", N, K);
-    if (!aligned16(x)) return fail(-1, "g4k_gemm_w8a8: x not 16-byte aligned");
+    if (K <= 0 || K % 16 != 0) return fail(-1, "g4k_gemm_w8a8: K=%d unsupported (needs K %% 16 == 0)", K);
+    if (!aligned16(x) || (geglu && !aligned16(y[0])))
+        return fail(-1, "g4k_gemm_w8a8: x or the GeGLU output not 16-byte aligned");
     int r = init(s);
     if (r) return r;
 
-    const int M4 = (M + 3) & ~3, KB = (K + 127) / 128, L4 = (KB + 3) & ~3, NB = (N + 127) / 128;
-    /* scratch: codes, activation scales, padded weight scales (when needed), GEMM outputs (when needed) */
+    const int M4 = (M + 3) & ~3, KB = (K + 127) / 128, L4 = (KB + 3) & ~3;
+    /* scratch: codes, activation scales, padded weight scales (when needed), GEMM outputs (when needed),
+     * all grown before anything is enqueued */
     if ((r = ensure(&g.xq, (size_t)M4 * K, s)) || (r = ensure(&g.xs, (size_t)KB * M4 * sizeof(float), s))) return r;
-    const float *wscale[2] = {nullptr, nullptr};
+    const float *wscale[W8A8_MAX_MATS] = {};
+    float *dout[W8A8_MAX_MATS] = {};
+    w8a8_plan *plan[W8A8_MAX_MATS] = {};
     quant_params qp = {};
+    int copy_threads = 0;
     for (int i = 0; i < n_w; i++) {
+        const int N = w[i]->rows, NB = (N + 127) / 128;
         if (L4 == KB && aligned16(w[i]->scales)) {
             wscale[i] = w[i]->scales;
         } else {
             if ((r = ensure(&g.wsc[i], (size_t)NB * L4 * sizeof(float), s))) return r;
             qp.wsrc[i] = w[i]->scales;
             qp.wdst[i] = static_cast<float *>(g.wsc[i].p);
+            qp.NB[i] = NB;
             wscale[i] = qp.wdst[i];
+            copy_threads = copy_threads > NB * L4 ? copy_threads : NB * L4;
         }
-    }
-    const bool direct = n_w == 1 && M4 == M && aligned16(y);
-    float *dout[2] = {y, nullptr};
-    if (!direct)
-        for (int i = 0; i < n_w; i++) {
+        if (!geglu && M4 == M && aligned16(y[i])) {
+            dout[i] = y[i];
+        } else {
             if ((r = ensure(&g.out[i], (size_t)M4 * N * sizeof(float), s))) return r;
             dout[i] = static_cast<float *>(g.out[i].p);
         }
-    w8a8_plan *pl = nullptr;
-    if ((r = get_plan(M4, N, K, wscale[0], g.xs.p, s, &pl))) return r;
+        if ((r = get_plan(M4, N, K, wscale[i], g.xs.p, s, &plan[i]))) return r;
+    }
 
     /* x -> codes + scales (and the weight-scale copies) */
     qp.x = x, qp.xq = static_cast<uint8_t *>(g.xq.p), qp.xs = static_cast<float *>(g.xs.p);
     qp.xs_m = 1, qp.xs_kb = M4;
-    qp.M = M, qp.M4 = M4, qp.K = K, qp.KB = KB, qp.NB = NB, qp.L4 = L4;
+    qp.M = M, qp.M4 = M4, qp.K = K, qp.KB = KB, qp.L4 = L4;
     qp.n_warps = M4 * KB;
     const int warps_per_block = W8A8_QUANT_THREADS / G4K_WARP;
     qp.quant_blocks = (qp.n_warps + warps_per_block - 1) / warps_per_block;
-    const int copy_blocks = (qp.wsrc[0] || qp.wsrc[1]) ? (2 * NB * L4 + W8A8_QUANT_THREADS - 1) / W8A8_QUANT_THREADS : 0;
+    const int copy_blocks = (copy_threads + W8A8_QUANT_THREADS - 1) / W8A8_QUANT_THREADS;
     w8a8_quant<<<qp.quant_blocks + copy_blocks, W8A8_QUANT_THREADS, 0, s>>>(qp);
     CUDA_TRY(cudaGetLastError());
 
     const float alpha = 1.0f, beta = 0.0f;
     const void *xscale = g.xs.p;
     for (int i = 0; i < n_w; i++) {
+        w8a8_plan *pl = plan[i];
         if ((r = set_attr(pl->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &wscale[i], sizeof wscale[i])) ||
             (r = set_attr(pl->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xscale, sizeof xscale)))
             return r;
         LT_TRY(cublasLtMatmul(g.lt, pl->desc, &alpha, w[i]->data, pl->a, g.xq.p, pl->b, &beta, dout[i], pl->d,
                               dout[i], pl->d, &pl->algo, g.workspace, W8A8_WORKSPACE, s));
     }
-    if (n_w == 2) {
-        const size_t n4 = (size_t)M * N / 4;
+    if (geglu) {
+        const size_t n4 = (size_t)M * w[0]->rows / 4;
         const int blocks = (int)((n4 + 255) / 256 < 4096 ? (n4 + 255) / 256 : 4096);
-        w8a8_geglu<<<blocks, 256, 0, s>>>(y, dout[0], dout[1], n4);
+        w8a8_geglu<<<blocks, 256, 0, s>>>(y[0], dout[0], dout[1], n4);
         CUDA_TRY(cudaGetLastError());
-    } else if (!direct) {
-        /* the first M rows of the row-major [M4][N] result are y */
-        CUDA_TRY(cudaMemcpyAsync(y, dout[0], (size_t)M * N * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    } else {
+        /* padded tokens: the first M rows of the row-major [M4][N] result are y */
+        for (int i = 0; i < n_w; i++)
+            if (dout[i] != y[i])
+                CUDA_TRY(cudaMemcpyAsync(y[i], dout[i], (size_t)M * w[i]->rows * sizeof(float),
+                                         cudaMemcpyDeviceToDevice, s));
     }
     return 0;
 }
 
 extern "C" int g4k_gemm_w8a8(const g4_dmatrix *w, float *y, const float *x, int M, g4_stream s) {
     const g4_dmatrix *ws[1] = {w};
-    return w8a8_run(ws, 1, y, x, M, reinterpret_cast<cudaStream_t>(s));
+    float *ys[1] = {y};
+    return w8a8_run(ws, 1, ys, false, x, M, reinterpret_cast<cudaStream_t>(s));
+}
+
+extern "C" int g4k_gemm_w8a8_multi(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M,
+                                   g4_stream s) {
+    const g4_dmatrix *ws[W8A8_MAX_MATS];
+    for (int i = 0; i < n_mats && i < W8A8_MAX_MATS; i++) ws[i] = &w[i];
+    return w8a8_run(ws, n_mats, y, false, x, M, reinterpret_cast<cudaStream_t>(s));
 }
 
 extern "C" int g4k_gemm_w8a8_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                                    g4_stream s) {
     const g4_dmatrix *ws[2] = {gate, up};
-    return w8a8_run(ws, 2, y, x, M, reinterpret_cast<cudaStream_t>(s));
+    float *ys[1] = {y};
+    return w8a8_run(ws, 2, ys, true, x, M, reinterpret_cast<cudaStream_t>(s));
 }

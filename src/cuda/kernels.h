@@ -109,6 +109,10 @@ void g4k_record_advance(int *pos, const int32_t *token, int32_t *hist, g4_stream
  * grows a scratch buffer invalidates graphs captured before it). */
 int g4k_gemm_w8a8(const g4_dmatrix *w, float *y, const float *x, int M, g4_stream stream);
 
+/* Up to 3 matrices with the same cols against one quantization of x (q, k, v):
+ * matrix i (w[i]) writes y[i]. */
+int g4k_gemm_w8a8_multi(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4_stream stream);
+
 /* The same with GeGLU: y[m][r] = gelu_tanh(xq gate^T)[m][r] * (xq up^T)[m][r]. */
 int g4k_gemm_w8a8_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                         g4_stream stream);

@@ -423,6 +423,98 @@ static void run_case(const char *name, int M, int N, int K, bool geglu, bool tim
     if (geglu) free_mat(u);
 }
 
+/* g4k_gemm_w8a8_multi on q, k, v (one quantization of x): each output must equal the
+ * single-matrix call bit for bit (same plan per shape) and the quantized reference;
+ * also replayed from a graph, and timed against three single calls. */
+static void run_multi(const char *name, int M, int K, const int *Ns, int n_mats) {
+    mat w[3];
+    g4_dmatrix dms[3];
+    for (int i = 0; i < n_mats; i++) make_mat(w[i], Ns[i], K), dms[i] = w[i].dm;
+    act a;
+    make_act(a, M, K, false);
+    float *dx, *dy[3], *dz[3];
+    CK(cudaMalloc(&dx, a.x.size() * sizeof(float)));
+    CK(cudaMemcpy(dx, a.x.data(), a.x.size() * sizeof(float), cudaMemcpyHostToDevice));
+    for (int i = 0; i < n_mats; i++) {
+        CK(cudaMalloc(&dy[i], (size_t)M * Ns[i] * sizeof(float)));
+        CK(cudaMalloc(&dz[i], (size_t)M * Ns[i] * sizeof(float)));
+        CK(cudaMemset(dy[i], 0xff, (size_t)M * Ns[i] * sizeof(float)));
+    }
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    g4_stream gs = reinterpret_cast<g4_stream>(st);
+    int rc = 0;
+    auto multi = [&]() { rc |= g4k_gemm_w8a8_multi(dms, dy, n_mats, dx, M, gs); };
+    auto singles = [&]() {
+        for (int i = 0; i < n_mats; i++) rc |= g4k_gemm_w8a8(&dms[i], dz[i], dx, M, gs);
+    };
+    multi();
+    singles();
+    CK(cudaStreamSynchronize(st));
+    bool ok = rc == 0;
+    const char *why = rc ? g4k_gemm_w8a8_error() : "";
+    double worst = 0;
+    std::vector<float> y, z;
+    for (int i = 0; ok && i < n_mats; i++) {
+        const size_t n = (size_t)M * Ns[i];
+        y.resize(n), z.resize(n);
+        CK(cudaMemcpy(y.data(), dy[i], n * sizeof(float), cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(z.data(), dz[i], n * sizeof(float), cudaMemcpyDeviceToHost));
+        if (memcmp(y.data(), z.data(), n * sizeof(float))) ok = false, why = "multi differs from single calls";
+        const std::vector<int> rows = pick_rows(Ns[i], 16);
+        const int KB = a.KB;
+        std::vector<double> rq;
+        reference(w[i], a, rows, [&](int m, int kb) { return (double)a.s[(size_t)m * KB + kb]; },
+                  [&](int nb, int kb) { return (double)w[i].scales[(size_t)nb * w[i].cb + kb]; }, &rq, nullptr);
+        worst = std::max(worst, rel_err(y, Ns[i], M, rows, rq));
+    }
+    if (worst >= 1e-3) ok = false, why = "error against the quantized reference";
+    if (ok) { /* graph replay */
+        for (int i = 0; i < n_mats; i++) CK(cudaMemsetAsync(dy[i], 0xff, (size_t)M * Ns[i] * sizeof(float), st));
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        multi();
+        CK(cudaStreamEndCapture(st, &graph));
+        if (rc == 0) {
+            CK(cudaGraphInstantiate(&exec, graph, 0));
+            CK(cudaGraphLaunch(exec, st));
+            CK(cudaStreamSynchronize(st));
+            for (int i = 0; i < n_mats; i++) {
+                const size_t n = (size_t)M * Ns[i];
+                y.resize(n), z.resize(n);
+                CK(cudaMemcpy(y.data(), dy[i], n * sizeof(float), cudaMemcpyDeviceToHost));
+                CK(cudaMemcpy(z.data(), dz[i], n * sizeof(float), cudaMemcpyDeviceToHost));
+                if (memcmp(y.data(), z.data(), n * sizeof(float))) ok = false, why = "graph replay differs";
+            }
+            CK(cudaGraphExecDestroy(exec));
+        } else {
+            ok = false, why = g4k_gemm_w8a8_error();
+        }
+        CK(cudaGraphDestroy(graph));
+    }
+    printf("%-24s M=%5d K=%6d N=%d+%d+%d: vs quant %.3e, multi == singles == graph replay: %s %s\n", name, M, K,
+           Ns[0], n_mats > 1 ? Ns[1] : 0, n_mats > 2 ? Ns[2] : 0, worst, ok ? "yes" : why, ok ? "ok" : "FAIL");
+    if (ok) {
+        const float tm = median_ms(st, multi), ts = median_ms(st, singles);
+        double flop = 0;
+        for (int i = 0; i < n_mats; i++) flop += 2.0 * M * (double)Ns[i] * K;
+        printf("    multi %8.1f us %7.1f TFLOP/s   3 singles %8.1f us %7.1f TFLOP/s\n", 1e3 * tm,
+               flop / (tm * 1e-3) / 1e12, 1e3 * ts, flop / (ts * 1e-3) / 1e12);
+        CK(cudaStreamSynchronize(st));
+        if (rc) ok = false;
+    }
+    (ok ? g_pass : g_fail)++;
+    fflush(stdout);
+    CK(cudaStreamDestroy(st));
+    CK(cudaFree(dx));
+    for (int i = 0; i < n_mats; i++) {
+        CK(cudaFree(dy[i]));
+        CK(cudaFree(dz[i]));
+        free_mat(w[i]);
+    }
+}
+
 /* A shape the library must refuse cleanly (-1, nothing written). */
 static void run_refused(const char *name, int M, int N, int K) {
     mat w;
@@ -481,6 +573,8 @@ int main(int argc, char **argv) {
         snprintf(nm, sizeof nm, "12B o %d", M), run_case(nm, M, 3840, 4096, false, true, check);
         snprintf(nm, sizeof nm, "12B gate/up geglu %d", M), run_case(nm, M, 15360, 3840, true, true, check);
         snprintf(nm, sizeof nm, "12B down %d", M), run_case(nm, M, 3840, 15360, false, true, check);
+        const int qkv[3] = {4096, 2048, 2048};
+        snprintf(nm, sizeof nm, "12B q+k+v multi %d", M), run_multi(nm, M, 3840, qkv, 3);
     }
 
     printf("\n%-24s %5s %6s %6s %10s %10s %10s %5s %9s %8s %9s %8s\n", "case", "M", "N", "K", "vs quant", "vs exact",
