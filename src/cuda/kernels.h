@@ -100,10 +100,11 @@ void g4k_record_advance(int *pos, const int32_t *token, int32_t *hist, g4_stream
  * column group to E4M3 (scale = amax / 448): the weights' 128x128 block scales and
  * the activation scales are applied by cuBLASLt (Hopper sm_90 only, cuBLAS >= 12.9),
  * fp32 accumulation, fp32 y. Relative error against the unquantized product: a few
- * percent (E4M3 rounding of x). Returns 0 when the work is enqueued; otherwise
- * nothing useful was written to y and the caller uses g4k_gemm instead: -1 when this
- * GPU, library or shape is not supported (or a first call of a shape, or a scratch
- * growth, would happen during graph capture), -2 on a CUDA or cuBLAS error.
+ * percent (E4M3 rounding of x). Returns 0 when the work is enqueued; otherwise y is
+ * not (fully) written and the caller uses g4k_gemm instead: -1 (nothing enqueued)
+ * when this GPU, library or shape is not supported (N % 4, K % 16, alignment), or a
+ * first call of a shape or a scratch growth would happen during graph capture; -2 on
+ * a CUDA or cuBLAS error (work may have been enqueued).
  * g4k_gemm_w8a8_error() says why. Process-wide state and scratch, not thread-safe;
  * graph-capturable once the same shape has run outside capture (a later call that
  * grows a scratch buffer invalidates graphs captured before it). */
