@@ -31,13 +31,20 @@ CUDA_SRC := $(wildcard src/cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cuda/*.c))
 NVFLAGS  ?= -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc -lineinfo
 CFLAGS   += -DG4_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-# cuBLASLt (the optional W8A8 prefill GEMM, src/cuda/gemm_w8a8.cu) is linked
-# dynamically: the static library is ~0.5 GB of kernels. --as-needed records it
-# only in binaries that call it; the rpath finds it in $(CUDA_HOME)/lib64 without
-# LD_LIBRARY_PATH. A binary that needs it does not start where libcublasLt.so.13
-# is missing (the loader reports the missing library).
-CUBLASLT_LIBS := -Wl,--push-state,--as-needed -lcublasLt -Wl,--pop-state \
-                 -Wl,-rpath,$(CUDA_HOME)/lib64
+# cuBLASLt (the optional W8A8 prefill GEMM, src/cuda/gemm_w8a8.cu) is a shared
+# library (the static one is ~0.5 GB of kernels). By default gemm_w8a8.cu opens it
+# with dlopen on its first call: linked, its start-up costs every process ~1 s and
+# ~200 MB RSS (CLI, CPU tests), and a binary would not start where it is missing.
+# The rpath lets dlopen (or the loader) find it in $(CUDA_HOME)/lib64 without
+# LD_LIBRARY_PATH. CUBLASLT_DLOPEN=0 links it instead (-lcublasLt, recorded only in
+# binaries that call it).
+CUBLASLT_DLOPEN ?= 1
+ifeq ($(CUBLASLT_DLOPEN),1)
+CUBLASLT_LIBS := -Wl,-rpath,$(CUDA_HOME)/lib64
+else
+CUBLASLT_LIBS := -Wl,--push-state,--as-needed -lcublasLt -Wl,--pop-state -Wl,-rpath,$(CUDA_HOME)/lib64
+$(BUILD)/src/cuda/gemm_w8a8.o: NVFLAGS += -DG4_CUBLASLT_LINKED=1
+endif
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static $(CUBLASLT_LIBS) -ldl -lrt -lstdc++
 endif
 
@@ -127,7 +134,7 @@ $(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src
                                src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu \
-	    -L$(CUDA_HOME)/lib64 -lcublasLt -Xlinker -rpath,$(CUDA_HOME)/lib64
+	    -L$(CUDA_HOME)/lib64 -lcublasLt -ldl -Xlinker -rpath,$(CUDA_HOME)/lib64
 
 # GEMV throughput against shape (benchmark; GPU machine): make build/tests/gpu/gemv_bench
 $(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/common.cuh src/cuda/kernels.h

@@ -34,6 +34,13 @@
  * gelu(gate) * up (gate and up are separate allocations, so two GEMMs into
  * scratch), or for M % 4 != 0 one device-to-device copy per weight.
  *
+ * Loading: libcublasLt.so.<major> is opened with dlopen on the first call, not
+ * linked: linked, its start-up (static initializers of a 0.5 GB library) cost every
+ * process ~1 s and ~200 MB RSS (measured on the dev VM), CLI and CPU tests included,
+ * and a binary could not start where the library is missing. Missing library: -1
+ * with the dlerror() text, and the caller uses g4k_gemm. -DG4_CUBLASLT_LINKED=1
+ * binds the same entry points at link time instead (make CUBLASLT_DLOPEN=0).
+ *
  * State (process-wide, one device, not thread-safe, like g4k_gemm's scratch): the
  * cuBLASLt handle, a 32 MiB workspace, scratch buffers that grow on demand, and a
  * plan per (M4, N, K): matmul descriptor, layouts and the heuristic's algorithm,
@@ -42,6 +49,7 @@
  * shape (and no larger one of its buffers) has run outside capture.
  */
 #include <cublasLt.h>
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -117,6 +125,71 @@ __global__ void w8a8_geglu(float *y, const float *g, const float *u, size_t n4) 
 
 /* ---------------- host side ---------------- */
 
+/* The cuBLASLt entry points used here, called through `lt`. */
+#define W8A8_LT_FUNCS(X)                                                                                      \
+    X(cublasLtGetVersion)                                                                                     \
+    X(cublasLtGetStatusName)                                                                                  \
+    X(cublasLtGetStatusString)                                                                                \
+    X(cublasLtCreate)                                                                                         \
+    X(cublasLtDestroy)                                                                                        \
+    X(cublasLtMatmulDescCreate)                                                                               \
+    X(cublasLtMatmulDescDestroy)                                                                              \
+    X(cublasLtMatmulDescSetAttribute)                                                                         \
+    X(cublasLtMatrixLayoutCreate)                                                                             \
+    X(cublasLtMatrixLayoutDestroy)                                                                            \
+    X(cublasLtMatmulPreferenceCreate)                                                                         \
+    X(cublasLtMatmulPreferenceDestroy)                                                                        \
+    X(cublasLtMatmulPreferenceSetAttribute)                                                                   \
+    X(cublasLtMatmulAlgoGetHeuristic)                                                                         \
+    X(cublasLtMatmul)
+
+#define X(fn) typedef decltype(&fn) fn##_fn;
+W8A8_LT_FUNCS(X)
+#undef X
+static struct {
+    int loaded; /* 0: not tried, 1: ready, -1: failed (not tried again) */
+#define X(fn) fn##_fn fn;
+    W8A8_LT_FUNCS(X)
+#undef X
+} lt;
+
+#define W8A8_STR2(x) #x
+#define W8A8_STR(x) W8A8_STR2(x)
+#ifndef W8A8_LT_SONAME
+#define W8A8_LT_SONAME "libcublasLt.so." W8A8_STR(CUBLAS_VER_MAJOR)
+#endif
+
+/* Fills `lt` (once); on failure writes why into err. */
+static int lt_load(char *err, size_t n) {
+    if (lt.loaded) return lt.loaded == 1 ? 0 : -1;
+    lt.loaded = -1;
+#if defined(G4_CUBLASLT_LINKED) && G4_CUBLASLT_LINKED
+    (void)err, (void)n;
+#define X(fn) lt.fn = &fn;
+    W8A8_LT_FUNCS(X)
+#undef X
+#else
+    /* the executable's RUNPATH ($(CUDA_HOME)/lib64, see the Makefile) and LD_LIBRARY_PATH are searched */
+    void *h = dlopen(W8A8_LT_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) h = dlopen("/usr/local/cuda/lib64/" W8A8_LT_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(err, n, "g4k_gemm_w8a8: cannot load %s: %s", W8A8_LT_SONAME, e ? e : "?");
+        return -1;
+    }
+#define X(fn)                                                                                                 \
+    lt.fn = reinterpret_cast<fn##_fn>(dlsym(h, #fn));                                                   \
+    if (!lt.fn) {                                                                                             \
+        snprintf(err, n, "g4k_gemm_w8a8: %s has no %s", W8A8_LT_SONAME, #fn);                                 \
+        return -1;                                                                                            \
+    }
+    W8A8_LT_FUNCS(X)
+#undef X
+#endif
+    lt.loaded = 1;
+    return 0;
+}
+
 struct w8a8_plan {
     int M4, N, K;
     int ok;                  /* 0: cuBLASLt has no algorithm for it (remembered, not asked again) */
@@ -154,8 +227,8 @@ static int fail(int code, const char *fmt, ...) {
     do {                                                                                                      \
         cublasStatus_t st_ = (call);                                                                          \
         if (st_ != CUBLAS_STATUS_SUCCESS)                                                                     \
-            return fail(-2, "g4k_gemm_w8a8: %s: %s (%s)", #call, cublasLtGetStatusName(st_),                  \
-                        cublasLtGetStatusString(st_));                                                        \
+            return fail(-2, "g4k_gemm_w8a8: %s: %s (%s)", #call, lt.cublasLtGetStatusName(st_),                  \
+                        lt.cublasLtGetStatusString(st_));                                                        \
     } while (0)
 
 #define CUDA_TRY(call)                                                                                        \
@@ -167,10 +240,10 @@ static int fail(int code, const char *fmt, ...) {
 extern "C" const char *g4k_gemm_w8a8_error(void) { return g.err; }
 
 static void plan_destroy(w8a8_plan *pl) {
-    if (pl->desc) cublasLtMatmulDescDestroy(pl->desc);
-    if (pl->a) cublasLtMatrixLayoutDestroy(pl->a);
-    if (pl->b) cublasLtMatrixLayoutDestroy(pl->b);
-    if (pl->d) cublasLtMatrixLayoutDestroy(pl->d);
+    if (pl->desc) lt.cublasLtMatmulDescDestroy(pl->desc);
+    if (pl->a) lt.cublasLtMatrixLayoutDestroy(pl->a);
+    if (pl->b) lt.cublasLtMatrixLayoutDestroy(pl->b);
+    if (pl->d) lt.cublasLtMatrixLayoutDestroy(pl->d);
     memset(pl, 0, sizeof *pl);
 }
 
@@ -183,30 +256,38 @@ extern "C" void g4k_gemm_w8a8_release(void) {
         b->p = nullptr, b->cap = 0;
     }
     if (g.workspace) cudaFree(g.workspace);
-    if (g.lt) cublasLtDestroy(g.lt);
+    if (g.lt) lt.cublasLtDestroy(g.lt);
     g.workspace = nullptr, g.lt = nullptr;
     g.state = 0;
 }
 
-static bool capturing(cudaStream_t s) {
+/* 0 when `s` is not being captured (so allocating and asking the heuristic are
+ * fine); -1 with "<what> during graph capture"; -2 if CUDA cannot tell. */
+static int not_capturing(cudaStream_t s, const char *what) {
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(s, &cs) != cudaSuccess) {
+    const cudaError_t e = cudaStreamIsCapturing(s, &cs);
+    if (e != cudaSuccess) {
         cudaGetLastError();
-        return true; /* cannot tell: do not allocate */
+        return fail(-2, "g4k_gemm_w8a8: cudaStreamIsCapturing: %s", cudaGetErrorString(e));
     }
-    return cs != cudaStreamCaptureStatusNone;
+    return cs == cudaStreamCaptureStatusNone ? 0 : fail(-1, "g4k_gemm_w8a8: %s during graph capture", what);
 }
 
 /* Once per process: sm_90 and cuBLASLt >= 12.9, then the handle and workspace. */
 static int init(cudaStream_t s) {
     if (g.state == 1) return 0;
     if (g.state == -1) return -1;
-    if (capturing(s)) return fail(-1, "g4k_gemm_w8a8: first call during graph capture");
+    if (lt_load(g.err, sizeof g.err)) {
+        g.state = -1;
+        return -1;
+    }
+    int r = not_capturing(s, "first call");
+    if (r) return r;
     int dev = 0, major = 0, minor = 0;
     CUDA_TRY(cudaGetDevice(&dev));
     CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     CUDA_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-    const size_t ver = cublasLtGetVersion();
+    const size_t ver = lt.cublasLtGetVersion();
     if (major != 9 || minor != 0) {
         g.state = -1;
         return fail(-1, "g4k_gemm_w8a8: cuBLASLt block-scaled FP8 needs sm_90, this GPU is sm_%d%d", major, minor);
@@ -215,10 +296,10 @@ static int init(cudaStream_t s) {
         g.state = -1;
         return fail(-1, "g4k_gemm_w8a8: cuBLASLt %zu has no 128x128 block scaling (needs >= 12.9)", ver);
     }
-    LT_TRY(cublasLtCreate(&g.lt));
+    LT_TRY(lt.cublasLtCreate(&g.lt));
     cudaError_t e = cudaMalloc(&g.workspace, W8A8_WORKSPACE);
     if (e != cudaSuccess) {
-        cublasLtDestroy(g.lt);
+        lt.cublasLtDestroy(g.lt);
         g.lt = nullptr, g.workspace = nullptr;
         return fail(-2, "g4k_gemm_w8a8: workspace of %u bytes: %s", W8A8_WORKSPACE, cudaGetErrorString(e));
     }
@@ -230,7 +311,10 @@ static int init(cudaStream_t s) {
  * so that no queued work still uses the old one). */
 static int ensure(w8a8_buf *b, size_t bytes, cudaStream_t s) {
     if (bytes <= b->cap) return 0;
-    if (capturing(s)) return fail(-1, "g4k_gemm_w8a8: scratch must grow to %zu bytes during graph capture", bytes);
+    char what[64];
+    snprintf(what, sizeof what, "scratch growth to %zu bytes", bytes);
+    int r = not_capturing(s, what);
+    if (r) return r;
     CUDA_TRY(cudaStreamSynchronize(s));
     if (b->p) CUDA_TRY(cudaFree(b->p));
     b->p = nullptr, b->cap = 0;
@@ -240,7 +324,7 @@ static int ensure(w8a8_buf *b, size_t bytes, cudaStream_t s) {
 }
 
 static int set_attr(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *v, size_t n) {
-    LT_TRY(cublasLtMatmulDescSetAttribute(d, a, v, n));
+    LT_TRY(lt.cublasLtMatmulDescSetAttribute(d, a, v, n));
     return 0;
 }
 
@@ -259,7 +343,10 @@ static int get_plan(int M4, int N, int K, const void *wscale, const void *xscale
         }
         if (!slot || pl->used < slot->used) slot = pl;
     }
-    if (capturing(s)) return fail(-1, "g4k_gemm_w8a8: first call for M4=%d N=%d K=%d during graph capture", M4, N, K);
+    char what[80];
+    snprintf(what, sizeof what, "first call for M4=%d N=%d K=%d", M4, N, K);
+    int r = not_capturing(s, what);
+    if (r) return r;
     w8a8_plan *pl = slot;
     plan_destroy(pl);
     pl->M4 = M4, pl->N = N, pl->K = K;
@@ -272,29 +359,29 @@ static int get_plan(int M4, int N, int K, const void *wscale, const void *xscale
     cublasLtMatmulHeuristicResult_t res[8];
     int n_res = 0;
     const char *step = "cublasLtMatmulDescCreate";
-    cublasStatus_t st = cublasLtMatmulDescCreate(&pl->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasStatus_t st = lt.cublasLtMatmulDescCreate(&pl->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
 #define STEP(call)                                                                                            \
     if (st == CUBLAS_STATUS_SUCCESS) st = (step = #call, call)
-    STEP(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    STEP(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    STEP(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &amode, sizeof amode));
-    STEP(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &bmode, sizeof bmode));
-    STEP(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &wscale, sizeof wscale));
-    STEP(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xscale, sizeof xscale));
-    STEP(cublasLtMatrixLayoutCreate(&pl->a, CUDA_R_8F_E4M3, K, N, K));
-    STEP(cublasLtMatrixLayoutCreate(&pl->b, CUDA_R_8F_E4M3, K, M4, K));
-    STEP(cublasLtMatrixLayoutCreate(&pl->d, CUDA_R_32F, N, M4, N));
-    STEP(cublasLtMatmulPreferenceCreate(&pref));
-    STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    STEP(cublasLtMatmulAlgoGetHeuristic(g.lt, pl->desc, pl->a, pl->b, pl->d, pl->d, pref, 8, res, &n_res));
+    STEP(lt.cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    STEP(lt.cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    STEP(lt.cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &amode, sizeof amode));
+    STEP(lt.cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &bmode, sizeof bmode));
+    STEP(lt.cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &wscale, sizeof wscale));
+    STEP(lt.cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xscale, sizeof xscale));
+    STEP(lt.cublasLtMatrixLayoutCreate(&pl->a, CUDA_R_8F_E4M3, K, N, K));
+    STEP(lt.cublasLtMatrixLayoutCreate(&pl->b, CUDA_R_8F_E4M3, K, M4, K));
+    STEP(lt.cublasLtMatrixLayoutCreate(&pl->d, CUDA_R_32F, N, M4, N));
+    STEP(lt.cublasLtMatmulPreferenceCreate(&pref));
+    STEP(lt.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    STEP(lt.cublasLtMatmulAlgoGetHeuristic(g.lt, pl->desc, pl->a, pl->b, pl->d, pl->d, pref, 8, res, &n_res));
 #undef STEP
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (pref) lt.cublasLtMatmulPreferenceDestroy(pref);
     int pick = -1;
     for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < n_res && pick < 0; i++)
         if (res[i].state == CUBLAS_STATUS_SUCCESS && res[i].workspaceSize <= W8A8_WORKSPACE) pick = i;
     if (pick < 0) {
         if (st != CUBLAS_STATUS_SUCCESS)
-            snprintf(pl->why, sizeof pl->why, "%s: %s", step, cublasLtGetStatusName(st));
+            snprintf(pl->why, sizeof pl->why, "%s: %s", step, lt.cublasLtGetStatusName(st));
         else
             snprintf(pl->why, sizeof pl->why, "no usable heuristic result among %d", n_res);
         pl->ok = 0;
@@ -378,7 +465,7 @@ static int w8a8_run(const g4_dmatrix *const *w, int n_w, float *const *y, bool g
         if ((r = set_attr(pl->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &wscale[i], sizeof wscale[i])) ||
             (r = set_attr(pl->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xscale, sizeof xscale)))
             return r;
-        LT_TRY(cublasLtMatmul(g.lt, pl->desc, &alpha, w[i]->data, pl->a, g.xq.p, pl->b, &beta, dout[i], pl->d,
+        LT_TRY(lt.cublasLtMatmul(g.lt, pl->desc, &alpha, w[i]->data, pl->a, g.xq.p, pl->b, &beta, dout[i], pl->d,
                               dout[i], pl->d, &pl->algo, g.workspace, W8A8_WORKSPACE, s));
     }
     if (geglu) {
