@@ -148,6 +148,7 @@ W8A8_LT_FUNCS(X)
 #undef X
 static struct {
     int loaded; /* 0: not tried, 1: ready, -1: failed (not tried again) */
+    char err[400];
 #define X(fn) fn##_fn fn;
     W8A8_LT_FUNCS(X)
 #undef X
@@ -159,12 +160,11 @@ static struct {
 #define W8A8_LT_SONAME "libcublasLt.so." W8A8_STR(CUBLAS_VER_MAJOR)
 #endif
 
-/* Fills `lt` (once); on failure writes why into err. */
-static int lt_load(char *err, size_t n) {
+/* Fills `lt` (once; a failure is remembered with its reason in lt.err). */
+static int lt_load(void) {
     if (lt.loaded) return lt.loaded == 1 ? 0 : -1;
     lt.loaded = -1;
 #if defined(G4_CUBLASLT_LINKED) && G4_CUBLASLT_LINKED
-    (void)err, (void)n;
 #define X(fn) lt.fn = &fn;
     W8A8_LT_FUNCS(X)
 #undef X
@@ -174,13 +174,13 @@ static int lt_load(char *err, size_t n) {
     if (!h) h = dlopen("/usr/local/cuda/lib64/" W8A8_LT_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();
-        snprintf(err, n, "g4k_gemm_w8a8: cannot load %s: %s", W8A8_LT_SONAME, e ? e : "?");
+        snprintf(lt.err, sizeof lt.err, "g4k_gemm_w8a8: cannot load %s: %s", W8A8_LT_SONAME, e ? e : "?");
         return -1;
     }
 #define X(fn)                                                                                                 \
-    lt.fn = reinterpret_cast<fn##_fn>(dlsym(h, #fn));                                                   \
+    lt.fn = reinterpret_cast<fn##_fn>(dlsym(h, #fn));                                                         \
     if (!lt.fn) {                                                                                             \
-        snprintf(err, n, "g4k_gemm_w8a8: %s has no %s", W8A8_LT_SONAME, #fn);                                 \
+        snprintf(lt.err, sizeof lt.err, "g4k_gemm_w8a8: %s has no %s", W8A8_LT_SONAME, #fn);                  \
         return -1;                                                                                            \
     }
     W8A8_LT_FUNCS(X)
@@ -277,9 +277,9 @@ static int not_capturing(cudaStream_t s, const char *what) {
 static int init(cudaStream_t s) {
     if (g.state == 1) return 0;
     if (g.state == -1) return -1;
-    if (lt_load(g.err, sizeof g.err)) {
+    if (lt_load()) {
         g.state = -1;
-        return -1;
+        return fail(-1, "%s", lt.err);
     }
     int r = not_capturing(s, "first call");
     if (r) return r;
