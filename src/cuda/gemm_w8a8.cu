@@ -25,8 +25,10 @@
  *     the tokens are padded to M4 = roundup(M, 4) (zero codes, scale 1). When
  *     M4 != M the GEMM writes a scratch [M4][N] whose first M rows are copied to y.
  * Only sm_90 has these scale modes (cuBLAS >= 12.9); on anything else, or for
- * shapes cuBLASLt refuses (N % 4, K % 16, no algorithm), the launchers return -1
- * and the caller uses g4k_gemm.
+ * shapes cuBLASLt refuses (no algorithm), the launchers return -1 and the caller
+ * uses g4k_gemm. N and K must be multiples of 128 (every 12B matrix is): cuBLAS
+ * only asks for N % 4 and 16-byte rows, but partial 128-blocks have not been
+ * tried on a GPU, so they take the g4k_gemm path for now.
  *
  * Launch sequence per call: one quantization kernel (x -> codes + scales, plus the
  * padded weight-scale copies), one cublasLtMatmul per weight (up to 3 weights with
@@ -78,8 +80,8 @@ struct quant_params {
 };
 
 /* Quantize x per (token, 128-wide K group): warp w handles token w / KB, group
- * w % KB; lane l holds 4 consecutive values (K % 16 == 0, so a lane's 4 are all
- * in range or all out). Extra blocks copy the weight scales into the padded
+ * w % KB; lane l holds 4 consecutive values (written for K % 16 == 0, so that a
+ * lane's 4 are all in range or all out; the launchers ask for K % 128 == 0). Extra blocks copy the weight scales into the padded
  * layout (tiny: <= a few thousand floats). */
 __global__ void __launch_bounds__(W8A8_QUANT_THREADS) w8a8_quant(const quant_params p) {
     if ((int)blockIdx.x >= p.quant_blocks) {
@@ -407,11 +409,11 @@ static int w8a8_run(const g4_dmatrix *const *w, int n_w, float *const *y, bool g
         if (!w[i]->fp8 || !w[i]->scales) return fail(-1, "g4k_gemm_w8a8: weight %d is not FP8 with block scales", i);
         if (w[i]->cols != K) return fail(-1, "g4k_gemm_w8a8: weights differ in columns");
         if (geglu && w[i]->rows != w[0]->rows) return fail(-1, "g4k_gemm_w8a8: gate and up differ in shape");
-        if (w[i]->rows <= 0 || w[i]->rows % 4 != 0)
-            return fail(-1, "g4k_gemm_w8a8: N=%d unsupported (needs N %% 4 == 0)", w[i]->rows);
+        if (w[i]->rows <= 0 || w[i]->rows % 128 != 0)
+            return fail(-1, "g4k_gemm_w8a8: N=%d unsupported (needs N %% 128 == 0)", w[i]->rows);
         if (!aligned16(w[i]->data)) return fail(-1, "g4k_gemm_w8a8: weight %d codes not 16-byte aligned", i);
     }
-    if (K <= 0 || K % 16 != 0) return fail(-1, "g4k_gemm_w8a8: K=%d unsupported (needs K %% 16 == 0)", K);
+    if (K <= 0 || K % 128 != 0) return fail(-1, "g4k_gemm_w8a8: K=%d unsupported (needs K %% 128 == 0)", K);
     if (!aligned16(x) || (geglu && !aligned16(y[0])))
         return fail(-1, "g4k_gemm_w8a8: x or the GeGLU output not 16-byte aligned");
     int r = init(s);

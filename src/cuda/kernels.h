@@ -102,10 +102,10 @@ void g4k_record_advance(int *pos, const int32_t *token, int32_t *hist, g4_stream
  * fp32 accumulation, fp32 y. Relative error against the unquantized product: a few
  * percent (E4M3 rounding of x). Returns 0 when the work is enqueued; otherwise y is
  * not (fully) written and the caller uses g4k_gemm instead: -1 (nothing enqueued)
- * when this GPU, library or shape is not supported (N % 4, K % 16, alignment), or a
- * first call of a shape or a scratch growth would happen during graph capture; -2 on
- * a CUDA or cuBLAS error (work may have been enqueued).
- * g4k_gemm_w8a8_error() says why. Process-wide state and scratch, not thread-safe;
+ * when this GPU, libcublasLt or shape is not supported (N or K not a multiple of
+ * 128, x or the codes not 16-byte aligned), or when a first call of a shape or a
+ * scratch growth would happen during graph capture; -2 on a CUDA or cuBLAS error
+ * (work may have been enqueued). g4k_gemm_w8a8_error() says why. Process-wide state and scratch, not thread-safe;
  * graph-capturable once the same shape has run outside capture (a later call that
  * grows a scratch buffer invalidates graphs captured before it). */
 int g4k_gemm_w8a8(const g4_dmatrix *w, float *y, const float *x, int M, g4_stream stream);

@@ -6,6 +6,8 @@
  * log-uniformly over 0.05..20 (so that a wrong activation-scale layout cannot
  * pass), elements 0.05..2.05 with random sign, 1% outliers x50, never zero except
  * one all-zero group in the small cases (amax 0). y is poisoned with NaN first.
+ * Small shapes cover M % 4 != 0 (padded tokens), K/128 % 4 != 0 (padded weight
+ * scales) and GeGLU; N or K not a multiple of 128 must be refused (-1).
  *
  * Two references in float64, over all rows (small shapes) or 48 rows including
  * tile and scale-block edges (12B shapes), all tokens:
@@ -556,11 +558,12 @@ int main(int argc, char **argv) {
     run_case("small M=1", 1, 256, 256, false, false, 0);
     run_case("small M=5 KB=5", 5, 384, 640, false, false, 0);
     run_case("small M=8 KB=4", 8, 128, 512, false, false, 0);
-    run_case("small M=30 KB=3", 30, 260, 384, false, false, 0);
+    run_case("small M=30 KB=3", 30, 384, 384, false, false, 0);
     run_case("small geglu M=7", 7, 256, 384, true, false, 0);
     run_case("small geglu M=64", 64, 384, 512, true, false, 0);
     run_refused("refused K=200", 16, 256, 200);
-    run_refused("refused N=258", 16, 258, 256);
+    run_refused("refused K=320", 16, 256, 320);
+    run_refused("refused N=260", 16, 260, 256);
 
     /* the 12B shapes */
     const int check = quick ? 16 : 48;
