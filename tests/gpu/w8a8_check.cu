@@ -42,7 +42,9 @@
 #include <string.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
+#include <thread>
 #include <vector>
 
 #include "cuda/kernels.h"
@@ -108,11 +110,12 @@ static void make_mat(mat &w, int rows, int cols) {
     w.rows = rows, w.cols = cols, w.rb = (rows + 127) / 128, w.cb = (cols + 127) / 128;
     const size_t n = (size_t)rows * cols;
     w.codes.resize(n);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c;
-        do c = (uint8_t)(rnd() >> 56);
-        while ((c & 0x7f) == 0x7f);
-        w.codes[i] = c;
+    for (size_t i = 0; i < n; i += 8) { /* 8 random bytes per draw; a NaN code becomes +-448 */
+        uint64_t r = rnd();
+        for (size_t j = i; j < i + 8 && j < n; j++, r >>= 8) {
+            const uint8_t c = (uint8_t)r;
+            w.codes[j] = (c & 0x7f) == 0x7f ? c ^ 1 : c;
+        }
     }
     w.scales.resize((size_t)w.rb * w.cb);
     for (auto &s : w.scales) s = (float)logu(1e-5, 1e-2);
@@ -143,9 +146,10 @@ static void make_act(act &a, int M, int K, bool zero_group) {
         for (int kb = 0; kb < a.KB; kb++) {
             const double f = logu(0.05, 20.0);
             for (int k = kb * 128; k < std::min(K, kb * 128 + 128); k++) {
-                double mag = (0.05 + urand() * 2.0) * f;
-                if (urand() < 0.01) mag *= 50.0;
-                a.x[(size_t)m * K + k] = (float)(rnd() & 1 ? mag : -mag);
+                const uint64_t r = rnd(); /* bits 11-63: magnitude, 1-10: outlier (~1%), 0: sign */
+                double mag = (0.05 + (r >> 11) * (2.0 / 9007199254740992.0)) * f;
+                if (((r >> 1) & 1023) < 10) mag *= 50.0;
+                a.x[(size_t)m * K + k] = (float)(r & 1 ? mag : -mag);
             }
         }
     if (zero_group && M > 1 && a.KB > 1)
@@ -169,14 +173,26 @@ static double gelu(double v) { return 0.5 * v * (1.0 + tanh(0.7978845608028654 *
 typedef std::function<double(int m, int kb)> xscale_fn;
 typedef std::function<double(int nb, int kb)> wscale_fn;
 
+/* f(0) .. f(n-1) on all cores (the float64 references are the slow part of this check). */
+static void parallel_for(int n, const std::function<void(int)> &f) {
+    const int nt = std::max(1, std::min(n, (int)std::thread::hardware_concurrency()));
+    std::atomic<int> next(0);
+    std::vector<std::thread> th;
+    for (int t = 0; t < nt; t++)
+        th.emplace_back([&]() {
+            for (int i; (i = next++) < n;) f(i);
+        });
+    for (std::thread &t : th) t.join();
+}
+
 /* ref[i][m] for rows[i]: sum_kb xs(m,kb) ws(r/128,kb) sum_k q_x q_w (quant) and sum_k x w (exact). */
 static void reference(const mat &w, const act &a, const std::vector<int> &rows, const xscale_fn &xs,
                       const wscale_fn &ws, std::vector<double> *refq, std::vector<double> *refx) {
     const int M = a.M, K = a.K, KB = a.KB;
     if (refq) refq->assign(rows.size() * M, 0.0);
     if (refx) refx->assign(rows.size() * M, 0.0);
-    std::vector<double> qw(K), dw(K), P(KB);
-    for (size_t i = 0; i < rows.size(); i++) {
+    parallel_for((int)rows.size(), [&](int i) {
+        std::vector<double> qw(K), dw(K);
         const int r = rows[i];
         for (int k = 0; k < K; k++) {
             qw[k] = g_e4m3[w.codes[(size_t)r * K + k]];
@@ -199,7 +215,7 @@ static void reference(const mat &w, const act &a, const std::vector<int> &rows, 
                 (*refx)[i * M + m] = t;
             }
         }
-    }
+    });
 }
 
 static std::vector<double> geglu_ref(const std::vector<double> &g, const std::vector<double> &u) {
