@@ -23,7 +23,8 @@
  * interpretations of the scale layouts, to say which one cuBLASLt used.
  *
  * Every 12B case is also captured in a CUDA graph after its first call and
- * replayed: the replay must reproduce the eager output bit for bit.
+ * replayed: the replay must reproduce the eager output (bit for bit expected;
+ * 1e-6 relative accepted, in case cuBLAS picks an unordered split-K reduction).
  *
  * Timings: warm-up 3, median of 20 launches between CUDA events, counting
  * 2*M*N*K flops per weight matrix; the W8A8 time includes the quantization kernel
@@ -237,6 +238,19 @@ static double rel_err(const std::vector<float> &y, int N, int M, const std::vect
     return e == e ? e : INFINITY;
 }
 
+/* Two runs of the same computation: equal up to 1e-6 relative (cuBLAS may pick a
+ * split-K reduction whose order is not fixed); *bitwise says if they are identical. */
+static bool same_result(const std::vector<float> &a, const std::vector<float> &b, bool *bitwise) {
+    *bitwise = a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    if (*bitwise) return true;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        const double d = (double)a[i] - b[i];
+        num += d * d, den += (double)b[i] * b[i];
+    }
+    return a.size() == b.size() && num <= 1e-12 * den;
+}
+
 static std::vector<int> pick_rows(int N, int n) {
     std::vector<int> rows;
     if (n <= 0 || n >= N) {
@@ -396,17 +410,18 @@ static void run_case(const char *name, int M, int N, int K, bool geglu, bool tim
             launch();
             const int rc_cap = rc_last;
             CK(cudaStreamEndCapture(st, &graph));
-            bool same = false;
+            bool same = false, bitwise = false;
             if (rc_cap == 0) {
                 CK(cudaGraphInstantiate(&exec, graph, 0));
                 CK(cudaGraphLaunch(exec, st));
                 CK(cudaStreamSynchronize(st));
                 std::vector<float> yg(ny);
                 CK(cudaMemcpy(yg.data(), dy, ny * sizeof(float), cudaMemcpyDeviceToHost));
-                same = memcmp(yg.data(), y.data(), ny * sizeof(float)) == 0;
+                same = same_result(yg, y, &bitwise);
                 CK(cudaGraphExecDestroy(exec));
             }
             CK(cudaGraphDestroy(graph));
+            if (same && !bitwise) printf("    graph replay equal to 1e-6, not bit for bit\n");
             if (!same) {
                 printf("    graph replay: %s  FAIL\n",
                        rc_cap ? g4k_gemm_w8a8_error() : "output differs from the eager call");
@@ -442,7 +457,7 @@ static void run_case(const char *name, int M, int N, int K, bool geglu, bool tim
 }
 
 /* g4k_gemm_w8a8_multi on q, k, v (one quantization of x): each output must equal the
- * single-matrix call bit for bit (same plan per shape) and the quantized reference;
+ * single-matrix call (same plan per shape; to 1e-6) and the quantized reference;
  * also replayed from a graph, and timed against three single calls. */
 static void run_multi(const char *name, int M, int K, const int *Ns, int n_mats) {
     mat w[3];
@@ -478,7 +493,8 @@ static void run_multi(const char *name, int M, int K, const int *Ns, int n_mats)
         y.resize(n), z.resize(n);
         CK(cudaMemcpy(y.data(), dy[i], n * sizeof(float), cudaMemcpyDeviceToHost));
         CK(cudaMemcpy(z.data(), dz[i], n * sizeof(float), cudaMemcpyDeviceToHost));
-        if (memcmp(y.data(), z.data(), n * sizeof(float))) ok = false, why = "multi differs from single calls";
+        bool bitwise;
+        if (!same_result(y, z, &bitwise)) ok = false, why = "multi differs from single calls";
         const std::vector<int> rows = pick_rows(Ns[i], 16);
         const int KB = a.KB;
         std::vector<double> rq;
@@ -503,7 +519,8 @@ static void run_multi(const char *name, int M, int K, const int *Ns, int n_mats)
                 y.resize(n), z.resize(n);
                 CK(cudaMemcpy(y.data(), dy[i], n * sizeof(float), cudaMemcpyDeviceToHost));
                 CK(cudaMemcpy(z.data(), dz[i], n * sizeof(float), cudaMemcpyDeviceToHost));
-                if (memcmp(y.data(), z.data(), n * sizeof(float))) ok = false, why = "graph replay differs";
+                bool bitwise;
+                if (!same_result(y, z, &bitwise)) ok = false, why = "graph replay differs";
             }
             CK(cudaGraphExecDestroy(exec));
         } else {
