@@ -31,7 +31,21 @@ CUDA_SRC := $(wildcard src/cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cuda/*.c))
 NVFLAGS  ?= -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc -lineinfo
 CFLAGS   += -DG4_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+# cuBLASLt (the optional W8A8 prefill GEMM, src/cuda/gemm_w8a8.cu) is a shared
+# library (the static one is ~0.5 GB of kernels). By default gemm_w8a8.cu opens it
+# with dlopen on its first call: linked, its start-up costs every process ~1 s and
+# ~200 MB RSS (CLI, CPU tests), and a binary would not start where it is missing.
+# The rpath lets dlopen (or the loader) find it in $(CUDA_HOME)/lib64 without
+# LD_LIBRARY_PATH. CUBLASLT_DLOPEN=0 links it instead (-lcublasLt, recorded only in
+# binaries that call it).
+CUBLASLT_DLOPEN ?= 1
+ifeq ($(CUBLASLT_DLOPEN),1)
+CUBLASLT_LIBS := -Wl,-rpath,$(CUDA_HOME)/lib64
+else
+CUBLASLT_LIBS := -Wl,--push-state,--as-needed -lcublasLt -Wl,--pop-state -Wl,-rpath,$(CUDA_HOME)/lib64
+$(BUILD)/src/cuda/gemm_w8a8.o: NVFLAGS += -DG4_CUBLASLT_LINKED=1
+endif
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static $(CUBLASLT_LIBS) -ldl -lrt -lstdc++
 endif
 
 .PHONY: all test run clean fuzz
@@ -76,7 +90,8 @@ clean:
 .PHONY: check
 check:
 	tools/setup.sh
-	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check $(BUILD)/tests/gpu/gemv_bench)
+	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check $(BUILD)/tests/gpu/gemv_bench \
+	                                               $(BUILD)/tests/gpu/w8a8_check)
 	$(MAKE) test
 
 .SECONDARY:
@@ -112,6 +127,14 @@ test-gpu: gpu-tests
 $(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/common.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu
+
+# GPU check and timing of the W8A8 prefill GEMM (cuBLASLt block scaling; H100):
+# make build/tests/gpu/w8a8_check && build/tests/gpu/w8a8_check [--quick]
+$(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/common.cuh \
+                               src/cuda/kernels.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu \
+	    -L$(CUDA_HOME)/lib64 -lcublasLt -ldl -Xlinker -rpath,$(CUDA_HOME)/lib64
 
 # GEMV throughput against shape (benchmark; GPU machine): make build/tests/gpu/gemv_bench
 $(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/common.cuh src/cuda/kernels.h

@@ -95,6 +95,35 @@ void g4k_argmax(int32_t *tokens, const float *logits, int M, int vocab, int sup0
  * *pos += 1 (so a replayed graph moves forward). */
 void g4k_record_advance(int *pos, const int32_t *token, int32_t *hist, g4_stream stream);
 
+/* ---- W8A8 prefill GEMM through cuBLASLt block scaling (gemm_w8a8.cu; optional, G4_PREFILL=w8a8) ----
+ * y[m][r] = sum_c xq[m][c] W[r][c] where xq is x quantized per token per 128-wide
+ * column group to E4M3 (scale = amax / 448): the weights' 128x128 block scales and
+ * the activation scales are applied by cuBLASLt (Hopper sm_90 only, cuBLAS >= 12.9),
+ * fp32 accumulation, fp32 y. Relative error against the unquantized product: a few
+ * percent (E4M3 rounding of x). Returns 0 when the work is enqueued; otherwise y is
+ * not (fully) written and the caller uses g4k_gemm instead: -1 (nothing enqueued)
+ * when this GPU, libcublasLt or shape is not supported (N or K not a multiple of
+ * 128, x or the codes not 16-byte aligned), or when a first call of a shape or a
+ * scratch growth would happen during graph capture; -2 on a CUDA or cuBLAS error
+ * (work may have been enqueued). g4k_gemm_w8a8_error() says why. Process-wide state and scratch, not thread-safe;
+ * graph-capturable once the same shape has run outside capture (a later call that
+ * grows a scratch buffer invalidates graphs captured before it). */
+int g4k_gemm_w8a8(const g4_dmatrix *w, float *y, const float *x, int M, g4_stream stream);
+
+/* Up to 3 matrices with the same cols against one quantization of x (q, k, v):
+ * matrix i (w[i]) writes y[i]. */
+int g4k_gemm_w8a8_multi(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4_stream stream);
+
+/* The same with GeGLU: y[m][r] = gelu_tanh(xq gate^T)[m][r] * (xq up^T)[m][r]. */
+int g4k_gemm_w8a8_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
+                        g4_stream stream);
+
+/* Why the last call returned nonzero (a static string, valid until the next call). */
+const char *g4k_gemm_w8a8_error(void);
+
+/* Frees the cuBLASLt handle, plans and scratch (they are created again on the next call). */
+void g4k_gemm_w8a8_release(void);
+
 #ifdef __cplusplus
 }
 #endif
