@@ -241,6 +241,7 @@ void g4_cuda_free(g4_cuda *c) {
     if (c->graph) cudaGraphExecDestroy(c->graph);
     uploader_free(&c->up);
     g4k_gemm_release();
+    g4k_gemm_w8a8_release();
     for (int i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i]);
     if (c->stream) cudaStreamDestroy(c->stream);
     free(c->allocs);
@@ -270,9 +271,19 @@ static bool use_gemm(int n) {
     return n > GEMV_M && !(exact && atoi(exact));
 }
 
+/* G4_PREFILL=w8a8: prefill GEMMs quantize the activations to FP8 per token
+ * and 128 columns and run on cuBLASLt's block-scaled FP8 tensor cores (what
+ * SGLang runs for this checkpoint; ~1-2 % relative error per GEMM), falling
+ * back to g4k_gemm where cuBLASLt refuses the shape. */
+static bool prefill_w8a8(void) {
+    const char *mode = getenv("G4_PREFILL"); /* read per call: tests switch it */
+    return mode && !strcmp(mode, "w8a8");
+}
+
 /* y = x W^T for n tokens. */
 static void gemv_tokens(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int n, cudaStream_t s) {
     if (use_gemm(n)) {
+        if (prefill_w8a8() && g4k_gemm_w8a8_multi(w, y, n_mats, x, n, s) == 0) return;
         for (int i = 0; i < n_mats; i++) g4k_gemm(&w[i], y[i], x, n, s);
         return;
     }
@@ -285,7 +296,8 @@ static void gemv_tokens(const g4_dmatrix *w, float *const *y, int n_mats, const 
 
 static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cudaStream_t s) {
     if (use_gemm(n)) {
-        g4k_gemm_geglu(&d->gate, &d->up, y, x, n, s);
+        if (!(prefill_w8a8() && g4k_gemm_w8a8_geglu(&d->gate, &d->up, y, x, n, s) == 0))
+            g4k_gemm_geglu(&d->gate, &d->up, y, x, n, s);
         return;
     }
     for (int t = 0; t < n; t += GEMV_M)
