@@ -10,7 +10,9 @@
  * scratch are poisoned with NaN first. Checked after the run:
  *  - the new K/V rows in the cache equal the host's post-processing of the raw
  *    rows, rounded through the cache dtype, to within one step of that dtype
- *    (the GPU's fp32 norm may round a value at a tie the other way);
+ *    (the GPU's fp32 norm may round a value at a tie the other way) + 3e-3
+ *    (device and host powf may differ by an ulp in RoPE's inv_freq, which at
+ *    position 8192 moves the angle by up to ~1e-3 rad; values are O(1));
  *  - no other byte of the cache changed;
  *  - o against an fp64 attention over the host cache, the new keys taken as the
  *    GPU wrote them: max |o - ref| <= TOL. The inputs to the reference differ
@@ -169,6 +171,7 @@ struct dbuf {
 static dbuf d_q, d_k, d_v, d_o, d_kc, d_vc, d_qn, d_kn, d_scr, d_pos;
 
 static int n_pass = 0, n_fail = 0;
+static cudaStream_t g_s; /* every launch (PDL wants a real stream) */
 static const int MAX_CONTEXT = 8200;
 
 /* One case: M tokens at positions pos0.. of layer kind k, cache dtype dt,
@@ -217,10 +220,10 @@ static void run_case(const kind &k, int dt, int ring, int pos0, int M, bool deco
         const size_t scr = g4k_attention_decode_scratch(&a, M, MAX_CONTEXT);
         float *dscr = (float *)d_scr.get(scr ? scr : 4);
         CK(cudaMemset(dscr, 0xff, scr));
-        g4k_attention_decode(&a, dq, dk, dv, dqn, dkn, dout, dscr, dpos, M, MAX_CONTEXT, 0);
+        g4k_attention_decode(&a, dq, dk, dv, dqn, dkn, dout, dscr, dpos, M, MAX_CONTEXT, g_s);
     } else {
-        g4k_qkv_post(&a, dq, dk, dv, dqn, dkn, dpos, M, 0);
-        g4k_attention(&a, dq, dout, dpos, M, MAX_CONTEXT, 0);
+        g4k_qkv_post(&a, dq, dk, dv, dqn, dkn, dpos, M, g_s);
+        g4k_attention(&a, dq, dout, dpos, M, MAX_CONTEXT, g_s);
     }
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
@@ -255,8 +258,9 @@ static void run_case(const kind &k, int dt, int ring, int pos0, int M, bool deco
                 const float step = dt == G4K_KV_F32 ? 1e-5f : dt == G4K_KV_BF16 ? 1.0f / 128 : 1.0f / 8;
                 const float ek = kv_round(dt, kx[d], a.k_scale), gk = kv_get(kc2, dt, i, a.k_scale);
                 const float ev = kv_round(dt, vx[d], a.v_scale), gv = kv_get(vc2, dt, i, a.v_scale);
-                if (!(fabsf(gk - ek) <= step * fabsf(ek) + 4 * a.k_scale * 1e-3f)) bad_rows++;
-                if (!(fabsf(gv - ev) <= step * fabsf(ev) + 4 * a.v_scale * 1e-3f)) bad_rows++;
+                /* + 3e-3: the RoPE angle's rounding (device vs host powf) at large positions */
+                if (!(fabsf(gk - ek) <= step * fabsf(ek) + 3e-3f)) bad_rows++;
+                if (!(fabsf(gv - ev) <= step * fabsf(ev) + 3e-3f)) bad_rows++;
             }
         }
     }
@@ -327,9 +331,9 @@ static float time_it(F f) {
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
     for (int i = 0; i < 50; i++) {
-        CK(cudaEventRecord(e0, 0));
+        CK(cudaEventRecord(e0, g_s));
         f();
-        CK(cudaEventRecord(e1, 0));
+        CK(cudaEventRecord(e1, g_s));
         CK(cudaEventSynchronize(e1));
         float ms;
         CK(cudaEventElapsedTime(&ms, e0, e1));
@@ -379,10 +383,10 @@ static void timings() {
                 float *scr = (float *)d_scr.get(std::max<size_t>(4, g4k_attention_decode_scratch(&a, 1, MAX_CONTEXT)));
                 float *q = (float *)d_q.p, *kx = (float *)d_k.p, *v = (float *)d_v.p, *o = (float *)d_o.p;
                 const float *qn = (float *)d_qn.p, *kn = (float *)d_kn.p;
-                t_new[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, 0); });
+                t_new[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
                 t_old[kk] = time_it([&] {
-                    g4k_qkv_post(&a, q, kx, v, qn, kn, dpos, 1, 0);
-                    g4k_attention(&a, q, o, dpos, 1, MAX_CONTEXT, 0);
+                    g4k_qkv_post(&a, q, kx, v, qn, kn, dpos, 1, g_s);
+                    g4k_attention(&a, q, o, dpos, 1, MAX_CONTEXT, g_s);
                 });
             }
             printf("decode %-4s context %5d: sliding %.4f (old %.4f)  full %.4f (old %.4f)  "
@@ -401,7 +405,7 @@ static void timings() {
                 CK(cudaMemcpy(dpos, &pos0, sizeof pos0, cudaMemcpyHostToDevice));
                 const float *q = (float *)d_q.p;
                 float *o = (float *)d_o.p;
-                t[kk] = time_it([&] { g4k_attention(&a, q, o, dpos, n, MAX_CONTEXT, 0); });
+                t[kk] = time_it([&] { g4k_attention(&a, q, o, dpos, n, MAX_CONTEXT, g_s); });
             }
             printf("prefill %-4s %4d tokens at %4d: sliding %.4f  full %.4f  per forward (40 + 8 layers) %.3f\n",
                    DT_NAME[dt], n, pos0, t[0], t[1], 40 * t[0] + 8 * t[1]);
@@ -409,10 +413,54 @@ static void timings() {
     }
 }
 
+/* The decode launcher captured in a CUDA graph (before any eager call of that
+ * kernel: its first call raises the shared-memory limit) and replayed at two
+ * positions (pos0 is read on the device) must give what an eager call gives. */
+static void graph_check() {
+    const kind &k = FULL;
+    const int M = 2, p1 = 1500, p2 = 3000;
+    g4k_attn a = timing_setup(k, G4K_KV_BF16, 0, M);
+    int *dpos = (int *)d_pos.get(sizeof(int));
+    float *scr = (float *)d_scr.get(std::max<size_t>(4, g4k_attention_decode_scratch(&a, M, MAX_CONTEXT)));
+    float *q = (float *)d_q.p, *kx = (float *)d_k.p, *v = (float *)d_v.p, *o = (float *)d_o.p;
+    const float *qn = (float *)d_qn.p, *kn = (float *)d_kn.p;
+    const size_t n = (size_t)M * k.n_heads * k.hd;
+    std::vector<float> ref(n), out(n);
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(g_s, cudaStreamCaptureModeThreadLocal));
+    g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, M, MAX_CONTEXT, g_s);
+    CK(cudaStreamEndCapture(g_s, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    CK(cudaMemcpy(dpos, &p1, sizeof p1, cudaMemcpyHostToDevice));
+    CK(cudaGraphLaunch(exec, g_s));
+    CK(cudaStreamSynchronize(g_s));
+    CK(cudaMemset(o, 0xff, n * 4));
+    CK(cudaMemcpy(dpos, &p2, sizeof p2, cudaMemcpyHostToDevice));
+    CK(cudaGraphLaunch(exec, g_s));
+    CK(cudaStreamSynchronize(g_s));
+    CK(cudaMemcpy(out.data(), o, n * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemset(o, 0xff, n * 4));
+    g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, M, MAX_CONTEXT, g_s);
+    CK(cudaStreamSynchronize(g_s));
+    CK(cudaGetLastError());
+    CK(cudaMemcpy(ref.data(), o, n * 4, cudaMemcpyDeviceToHost));
+    bool ok = !memcmp(ref.data(), out.data(), n * 4);
+    for (size_t i = 0; i < n; i++) ok = ok && std::isfinite(out[i]);
+    ok ? n_pass++ : n_fail++;
+    const float t = time_it([&] { CK(cudaGraphLaunch(exec, g_s)); });
+    printf("graph: decode (full bf16, M 2) captured first, replayed at %d then %d: %s the eager output; "
+           "one replay %.4f ms  %s\n", p1, p2, ok ? "equals" : "DIFFERS from", t, ok ? "PASS" : "FAIL");
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+}
+
 int main(int argc, char **argv) {
     const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
+    CK(cudaStreamCreate(&g_s));
+    graph_check();
     printf("attention_check on %s (%d SMs); tolerance max|o - ref| <= %.0e\n", prop.name, prop.multiProcessorCount, TOL);
     const int contexts[] = {1, 2, 145, 1023, 1024, 1025, 1500, 4096, 8192};
     const int Ms[] = {1, 2, 7};
