@@ -1,16 +1,19 @@
-/* Attention over the KV cache, decode and prefill alike: one block per
- * (query token, query head). Scale 1.0; key s is visible from the query at
- * position t iff s <= t and, on sliding layers, s > t - window (model.md §2.5).
- * CPU reference: attention() in src/cpu/forward.c.
+/* Attention over the KV cache for q already post-processed and the new K/V
+ * rows already in the cache (g4k_qkv_post). Scale 1.0; key s is visible from
+ * the query at position t iff s <= t and, on sliding layers, s > t - window
+ * (model.md §2.5). Position s lives at cache row s, or s % ring for a
+ * sliding-window ring. CPU reference: attention() in src/cpu/forward.c.
+ * Decode with the post-processing fused in and split over the keys:
+ * attention_decode.cu.
  *
- * Fast path (head_dim a multiple of 32, as in the 12B): each warp takes every
- * n_warps-th key and keeps an online softmax (running max, sum and output) in
- * registers, each lane owning head_dim/32 contiguous dimensions; K and V rows
- * of KEYS_IN_FLIGHT keys are loaded before they are used, so the warp waits on
- * memory once per group, not once per key. The warps' partial results are
- * merged through shared memory at the end.
- * Generic path (any head_dim, small test models): scores in shared memory.
- * Not yet split across blocks: a long context uses few blocks per step. */
+ * Prefill (M > 8, head_dim a multiple of 64): the tiled kernel below.
+ * Small M, one block per (query token, query head). Fast path (head_dim 128,
+ * 256 or 512): each warp takes every n_warps-th key and keeps an online
+ * softmax (running max, sum and output) in registers, each lane owning
+ * head_dim/32 contiguous dimensions; K and V rows of KEYS_IN_FLIGHT keys are
+ * loaded before they are used, so the warp waits on memory once per group, not
+ * once per key. The warps' partial results are merged through shared memory.
+ * Generic path (any head_dim, small test models): scores in shared memory. */
 #include "cuda/kv.cuh"
 
 #define ATTN_THREADS 256

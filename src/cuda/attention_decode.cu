@@ -328,47 +328,45 @@ static dec_plan make_plan(const g4k_attn *a, int M, int max_context) {
     return p;
 }
 
-extern "C" size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max_context) {
-    if (!decode_fast(a, M)) return 0;
-    const dec_plan p = make_plan(a, M, max_context);
-    return sizeof(float) * (size_t)p.chunks * a->n_kv_heads * p.splits * p.nq * (a->head_dim + 2);
-}
-
 template <int DT, int CH, int NQ>
 static void launch_decode(const g4k_attn *a, const float *q, const float *k, const float *v, const float *q_norm,
-                          const float *k_norm, float *part, const int *pos0, int M, const dec_plan &p, cudaStream_t s) {
-    static bool raised = false; /* the smem limit, once per kernel (64 KB and a little more) */
+                          const float *k_norm, float *part, const int *pos0, int M, const dec_plan &p, cudaStream_t s,
+                          bool run) {
+    static bool raised = false; /* the smem limit (64 KB and a little more), once per kernel */
     if (!raised) {
         cudaFuncSetAttribute(decode_kernel<DT, CH, NQ>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              (int)(sizeof(float) * ((size_t)DEC_WARPS * NQ * (CH * 128 + 2) + (size_t)(NQ + 16) * CH * 128)));
         raised = true;
     }
-    g4k_launch(decode_kernel<DT, CH, NQ>, dim3(p.splits, a->n_kv_heads, p.chunks), DEC_THREADS, p.smem, s, *a, q, k, v,
-               q_norm, k_norm, part, pos0, M, p.splits, p.chunks);
+    if (run)
+        g4k_launch(decode_kernel<DT, CH, NQ>, dim3(p.splits, a->n_kv_heads, p.chunks), DEC_THREADS, p.smem, s, *a, q, k, v,
+                   q_norm, k_norm, part, pos0, M, p.splits, p.chunks);
 }
 
 template <int DT, int CH>
 static void launch_nq(const g4k_attn *a, const float *q, const float *k, const float *v, const float *q_norm,
-                      const float *k_norm, float *part, const int *pos0, int M, const dec_plan &p, cudaStream_t s) {
+                      const float *k_norm, float *part, const int *pos0, int M, const dec_plan &p, cudaStream_t s,
+                      bool run) {
     switch (p.nq) { /* nq <= 64 / (CH * 4) */
-    case 1: launch_decode<DT, CH, 1>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s); break;
-    case 2: launch_decode<DT, CH, 2>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s); break;
-    case 4: launch_decode<DT, CH, 4>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s); break;
+    case 1: launch_decode<DT, CH, 1>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
+    case 2: launch_decode<DT, CH, 2>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
+    case 4: launch_decode<DT, CH, 4>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
     case 8:
-        if (CH <= 2) launch_decode<DT, (CH <= 2 ? CH : 2), 8>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s);
+        if (CH <= 2) launch_decode<DT, (CH <= 2 ? CH : 2), 8>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run);
         break;
     default:
-        if (CH == 1) launch_decode<DT, 1, 16>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s);
+        if (CH == 1) launch_decode<DT, 1, 16>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run);
     }
 }
 
 template <int DT>
 static void launch_ch(const g4k_attn *a, const float *q, const float *k, const float *v, const float *q_norm,
-                      const float *k_norm, float *part, const int *pos0, int M, const dec_plan &p, cudaStream_t s) {
+                      const float *k_norm, float *part, const int *pos0, int M, const dec_plan &p, cudaStream_t s,
+                      bool run) {
     switch (a->head_dim) {
-    case 128: launch_nq<DT, 1>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s); break;
-    case 256: launch_nq<DT, 2>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s); break;
-    default: launch_nq<DT, 4>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s);
+    case 128: launch_nq<DT, 1>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
+    case 256: launch_nq<DT, 2>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
+    default: launch_nq<DT, 4>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run);
     }
 }
 
@@ -382,10 +380,23 @@ extern "C" void g4k_attention_decode(const g4k_attn *a, float *q, float *k, floa
     }
     const dec_plan p = make_plan(a, M, max_context);
     switch (a->kv_dtype) {
-    case G4K_KV_F32: launch_ch<G4K_KV_F32>(a, q, k, v, q_norm, k_norm, scratch, pos0, M, p, s); break;
-    case G4K_KV_BF16: launch_ch<G4K_KV_BF16>(a, q, k, v, q_norm, k_norm, scratch, pos0, M, p, s); break;
-    default: launch_ch<G4K_KV_FP8>(a, q, k, v, q_norm, k_norm, scratch, pos0, M, p, s);
+    case G4K_KV_F32: launch_ch<G4K_KV_F32>(a, q, k, v, q_norm, k_norm, scratch, pos0, M, p, s, true); break;
+    case G4K_KV_BF16: launch_ch<G4K_KV_BF16>(a, q, k, v, q_norm, k_norm, scratch, pos0, M, p, s, true); break;
+    default: launch_ch<G4K_KV_FP8>(a, q, k, v, q_norm, k_norm, scratch, pos0, M, p, s, true);
     }
     g4k_launch(decode_merge, dim3(a->n_heads, M), MERGE_THREADS, sizeof(float) * p.splits, s, *a,
                (const float *)scratch, o, pos0, M, p.splits, p.nq, p.chunks);
+}
+
+/* Also raises the kernel's shared-memory limit, so that a graph capture of the
+ * launcher later makes no such call. */
+extern "C" size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max_context) {
+    if (!decode_fast(a, M)) return 0;
+    const dec_plan p = make_plan(a, M, max_context);
+    switch (a->kv_dtype) {
+    case G4K_KV_F32: launch_ch<G4K_KV_F32>(a, 0, 0, 0, 0, 0, 0, 0, M, p, 0, false); break;
+    case G4K_KV_BF16: launch_ch<G4K_KV_BF16>(a, 0, 0, 0, 0, 0, 0, 0, M, p, 0, false); break;
+    default: launch_ch<G4K_KV_FP8>(a, 0, 0, 0, 0, 0, 0, 0, M, p, 0, false);
+    }
+    return sizeof(float) * (size_t)p.chunks * a->n_kv_heads * p.splits * p.nq * (a->head_dim + 2);
 }

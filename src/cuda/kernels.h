@@ -114,7 +114,9 @@ void g4k_attention_decode(const g4k_attn *a, float *q, float *k, float *v, const
                           g4_stream stream);
 
 /* Bytes of scratch g4k_attention_decode needs for this geometry, M and max_context
- * (0 for the fallback path). Depends on the GPU's SM count: call it on the same device. */
+ * (0 for the fallback path). Depends on the GPU's SM count: call it on the same device.
+ * Call it (once per geometry and M) before capturing g4k_attention_decode in a graph:
+ * it also raises the kernel's shared-memory limit, a call better kept out of a capture. */
 size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max_context);
 
 /* logits[m][v] = cap * tanh((x[m] . E[v]) / cap) (cap 0: none), E BF16 [vocab][n]. */

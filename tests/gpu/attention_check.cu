@@ -484,6 +484,8 @@ int main(int argc, char **argv) {
                 run_case(FULL, dt, 0, pos0, n, false);
                 run_case(MID, dt, MID.window + 512, pos0, n, false);
             }
+        for (int n : {145, 512}) /* a chunk that wraps around the ring (3000 % 1536 = 1464) */
+            run_case(SLIDING, dt, SLIDING.window + 512, 3000, n, false);
         /* small test-model shapes: fallback paths */
         for (int ctx : {1, 2, 9, 20, 100})
             for (int M : Ms) {
