@@ -14,6 +14,8 @@
  * loaded before they are used, so the warp waits on memory once per group, not
  * once per key. The warps' partial results are merged through shared memory.
  * Generic path (any head_dim, small test models): scores in shared memory. */
+#include <assert.h>
+
 #include "cuda/kv.cuh"
 
 #define ATTN_THREADS 256
@@ -349,6 +351,7 @@ static void reserve_smem(size_t smem) {
 
 extern "C" void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, int max_context,
                               g4_stream s) {
+    assert(!a->ring || (a->window > 0 && a->ring >= a->window + M - 1)); /* the ring contract (kernels.h) */
     const size_t smem = sizeof(float) * (a->head_dim + max_context);
     const dim3 grid(M, a->n_heads);
     if (try_prefill(a, q, o, pos0, M, s)) return;

@@ -20,6 +20,8 @@
  * memory, and each block leaves (max, sum, unnormalized output) per query in
  * scratch. The second kernel, one block per (q head, token), merges the splits.
  * fp32 throughout. */
+#include <assert.h>
+
 #include "cuda/kv.cuh"
 
 #define DEC_WARPS 8
@@ -373,6 +375,7 @@ static void launch_ch(const g4k_attn *a, const float *q, const float *k, const f
 extern "C" void g4k_attention_decode(const g4k_attn *a, float *q, float *k, float *v, const float *q_norm,
                                      const float *k_norm, float *o, float *scratch, const int *pos0, int M,
                                      int max_context, g4_stream s) {
+    assert(!a->ring || (a->window > 0 && a->ring >= a->window + M - 1)); /* the ring contract (kernels.h) */
     if (!decode_fast(a, M)) {
         g4k_qkv_post(a, q, k, v, q_norm, k_norm, pos0, M, s);
         g4k_attention(a, q, o, pos0, M, max_context, s);
