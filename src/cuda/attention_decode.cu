@@ -391,15 +391,20 @@ extern "C" void g4k_attention_decode(const g4k_attn *a, float *q, float *k, floa
                (const float *)scratch, o, pos0, M, p.splits, p.nq, p.chunks);
 }
 
-/* Also raises the kernel's shared-memory limit, so that a graph capture of the
- * launcher later makes no such call. */
+/* Enough for every M' <= M; also raises the shared-memory limit of every kernel
+ * those calls use, so that a graph capture of the launcher later makes no such call. */
 extern "C" size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max_context) {
-    if (!decode_fast(a, M)) return 0;
-    const dec_plan p = make_plan(a, M, max_context);
-    switch (a->kv_dtype) {
-    case G4K_KV_F32: launch_ch<G4K_KV_F32>(a, 0, 0, 0, 0, 0, 0, 0, M, p, 0, false); break;
-    case G4K_KV_BF16: launch_ch<G4K_KV_BF16>(a, 0, 0, 0, 0, 0, 0, 0, M, p, 0, false); break;
-    default: launch_ch<G4K_KV_FP8>(a, 0, 0, 0, 0, 0, 0, 0, M, p, 0, false);
+    size_t bytes = 0;
+    for (int m = 1; m <= M; m++) {
+        if (!decode_fast(a, m)) continue;
+        const dec_plan p = make_plan(a, m, max_context);
+        switch (a->kv_dtype) {
+        case G4K_KV_F32: launch_ch<G4K_KV_F32>(a, 0, 0, 0, 0, 0, 0, 0, m, p, 0, false); break;
+        case G4K_KV_BF16: launch_ch<G4K_KV_BF16>(a, 0, 0, 0, 0, 0, 0, 0, m, p, 0, false); break;
+        default: launch_ch<G4K_KV_FP8>(a, 0, 0, 0, 0, 0, 0, 0, m, p, 0, false);
+        }
+        const size_t b = sizeof(float) * (size_t)p.chunks * a->n_kv_heads * p.splits * p.nq * (a->head_dim + 2);
+        bytes = b > bytes ? b : bytes;
     }
-    return sizeof(float) * (size_t)p.chunks * a->n_kv_heads * p.splits * p.nq * (a->head_dim + 2);
+    return bytes;
 }

@@ -103,7 +103,7 @@ void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0,
  *   o [M][n_heads*hd]: the attention output.
  *   scratch: g4k_attention_decode_scratch(a, M, max_context) bytes of device memory for
  *     the splits' partial results; needs no initialization, may be shared by layers run
- *     one after another on the stream (size it with the largest M and every layer kind).
+ *     one after another on the stream (the largest value over the layer kinds).
  *   max_context: the largest position + 1 this sequence will reach (bounds the splits).
  * The new K/V rows are written to the cache (row kv_row(pos)), rounded through the cache
  * dtype, and attention uses those rounded values for the new keys, as the CPU does.
@@ -113,10 +113,11 @@ void g4k_attention_decode(const g4k_attn *a, float *q, float *k, float *v, const
                           const float *k_norm, float *o, float *scratch, const int *pos0, int M, int max_context,
                           g4_stream stream);
 
-/* Bytes of scratch g4k_attention_decode needs for this geometry, M and max_context
- * (0 for the fallback path). Depends on the GPU's SM count: call it on the same device.
- * Call it (once per geometry and M) before capturing g4k_attention_decode in a graph:
- * it also raises the kernel's shared-memory limit, a call better kept out of a capture. */
+/* Bytes of scratch g4k_attention_decode needs for this geometry and max_context, for any
+ * M' <= M (0 for the fallback path). Depends on the GPU's SM count: call it on the same
+ * device. Call it (once per layer geometry, with the largest M) before capturing
+ * g4k_attention_decode in a graph: it also raises the decode kernels' shared-memory limit,
+ * a call better kept out of a capture. */
 size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max_context);
 
 /* logits[m][v] = cap * tanh((x[m] . E[v]) / cap) (cap 0: none), E BF16 [vocab][n]. */
