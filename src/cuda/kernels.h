@@ -104,8 +104,9 @@ void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0,
  *   scratch: g4k_attention_decode_scratch(a, M, max_context) bytes of device memory for
  *     the splits' partial results; needs no initialization, may be shared by layers run
  *     one after another on the stream (the largest value over the layer kinds).
- *   max_context: the largest position + 1 this sequence will reach (bounds the splits).
- * The new K/V rows are written to the cache (row kv_row(pos)), rounded through the cache
+ *   max_context: >= every *pos0 + M this captured call will see (it sizes the splits;
+ *     the same value for the scratch size).
+ * The new K/V rows are written to the cache (row pos, or pos % ring), rounded through the cache
  * dtype, and attention uses those rounded values for the new keys, as the CPU does.
  * Fast path: head_dim 128, 256 or 512 and M <= 8; anything else falls back to
  * g4k_qkv_post + g4k_attention. */
