@@ -91,7 +91,7 @@ clean:
 check:
 	tools/setup.sh
 	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check $(BUILD)/tests/gpu/gemv_bench \
-	                                               $(BUILD)/tests/gpu/w8a8_check)
+	                                               $(BUILD)/tests/gpu/w8a8_check $(BUILD)/tests/gpu/attention_check)
 	$(MAKE) test
 
 .SECONDARY:
@@ -119,7 +119,7 @@ $(BUILD)/tests/gpu/test_%: tests/gpu/test_%.c $(BUILD)/tests/test_main.o $(BUILD
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/tests/test_main.o $(BUILD)/libg4.a $(LDLIBS)
 .PHONY: test-gpu gpu-tests
-gpu-tests: $(BUILD)/g4 $(GPU_TESTS)
+gpu-tests: $(BUILD)/g4 $(GPU_TESTS) $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/attention_check)
 test-gpu: gpu-tests
 	G4_TEST_DEVICE=cuda tests/run.sh --no-scripts $(GPU_TESTS)
 # GPU check and timing of the prefill GEMM (run it on a machine with an H100):
@@ -140,3 +140,10 @@ $(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src
 $(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/common.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemv_bench.cu src/cuda/gemv.cu
+
+# Attention kernels against a host fp64 reference, then their timings (GPU machine):
+# make build/tests/gpu/attention_check && build/tests/gpu/attention_check [--quick]
+ATTN_CHECK_SRC := src/cuda/attention.cu src/cuda/attention_decode.cu src/cuda/norm.cu
+$(BUILD)/tests/gpu/attention_check: tests/gpu/attention_check.cu $(ATTN_CHECK_SRC) src/cuda/common.cuh src/cuda/kv.cuh src/cuda/kernels.h src/util/numerics.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/attention_check.cu $(ATTN_CHECK_SRC)

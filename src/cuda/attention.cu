@@ -1,27 +1,24 @@
-/* Attention over the KV cache, decode and prefill alike: one block per
- * (query token, query head). Scale 1.0; key s is visible from the query at
- * position t iff s <= t and, on sliding layers, s > t - window (model.md §2.5).
- * CPU reference: attention() in src/cpu/forward.c.
+/* Attention over the KV cache for q already post-processed and the new K/V
+ * rows already in the cache (g4k_qkv_post). Scale 1.0; key s is visible from
+ * the query at position t iff s <= t and, on sliding layers, s > t - window
+ * (model.md §2.5). Position s lives at cache row s, or s % ring for a
+ * sliding-window ring. CPU reference: attention() in src/cpu/forward.c.
+ * Decode with the post-processing fused in and split over the keys:
+ * attention_decode.cu.
  *
- * Fast path (head_dim a multiple of 32, as in the 12B): each warp takes every
- * n_warps-th key and keeps an online softmax (running max, sum and output) in
- * registers, each lane owning head_dim/32 contiguous dimensions; K and V rows
- * of KEYS_IN_FLIGHT keys are loaded before they are used, so the warp waits on
- * memory once per group, not once per key. The warps' partial results are
- * merged through shared memory at the end.
- * Generic path (any head_dim, small test models): scores in shared memory.
- * Not yet split across blocks: a long context uses few blocks per step. */
-#include "cuda/common.cuh"
-#include "cuda/kernels.h"
+ * Prefill (M > 8, head_dim a multiple of 64): the tiled kernel below.
+ * Small M, one block per (query token, query head). Fast path (head_dim 128,
+ * 256 or 512): each warp takes every n_warps-th key and keeps an online
+ * softmax (running max, sum and output) in registers, each lane owning
+ * head_dim/32 contiguous dimensions; K and V rows of KEYS_IN_FLIGHT keys are
+ * loaded before they are used, so the warp waits on memory once per group, not
+ * once per key. The warps' partial results are merged through shared memory.
+ * Generic path (any head_dim, small test models): scores in shared memory. */
+#include <assert.h>
+
+#include "cuda/kv.cuh"
 
 #define ATTN_THREADS 256
-
-template <int DT>
-__device__ __forceinline__ float kv_at(const void *cache, size_t i, float scale) {
-    if (DT == G4K_KV_F32) return static_cast<const float *>(cache)[i];
-    if (DT == G4K_KV_BF16) return g4k_bf16_to_f32(static_cast<const uint16_t *>(cache)[i]);
-    return g4k_fp8_to_f32(static_cast<const uint8_t *>(cache)[i]) * scale;
-}
 
 template <int DT>
 __global__ void __launch_bounds__(ATTN_THREADS) attention_kernel(g4k_attn a, const float *q, float *o, const int *pos0) {
@@ -39,7 +36,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_kernel(g4k_attn a, con
 
     float local_max = -INFINITY;
     for (int j = warp; j < n; j += n_warps) {
-        const size_t row = (size_t)(first + j) * kv_dim + kvh * hd;
+        const size_t row = (size_t)kv_row(a, first + j) * kv_dim + kvh * hd;
         float dot = 0.0f;
         for (int d = lane; d < hd; d += 32) dot += qs[d] * kv_at<DT>(a.k_cache, row + d, a.k_scale);
         dot = g4k_warp_sum(dot);
@@ -60,7 +57,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_kernel(g4k_attn a, con
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float acc = 0.0f;
         for (int j = 0; j < n; j++)
-            acc += scores[j] * kv_at<DT>(a.v_cache, (size_t)(first + j) * kv_dim + kvh * hd + d, a.v_scale);
+            acc += scores[j] * kv_at<DT>(a.v_cache, (size_t)kv_row(a, first + j) * kv_dim + kvh * hd + d, a.v_scale);
         o[(size_t)m * q_dim + h * hd + d] = acc * inv;
     }
 }
@@ -70,50 +67,6 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_kernel(g4k_attn a, con
 
 #define FAST_WARPS 16
 #define KEYS_IN_FLIGHT 4
-
-/* BYTES of one lane's slice of a K or V row, loaded with 8/16-byte vector loads. */
-template <int BYTES>
-struct raw_slice {
-    uint32_t w[BYTES / 4];
-};
-
-template <int BYTES>
-__device__ __forceinline__ raw_slice<BYTES> load_slice(const void *p) {
-    raw_slice<BYTES> r;
-    if (BYTES % 16 == 0) {
-#pragma unroll
-        for (int i = 0; i < BYTES / 16; i++) {
-            const uint4 v = __ldg(static_cast<const uint4 *>(p) + i);
-            r.w[4 * i] = v.x, r.w[4 * i + 1] = v.y, r.w[4 * i + 2] = v.z, r.w[4 * i + 3] = v.w;
-        }
-    } else {
-#pragma unroll
-        for (int i = 0; i < BYTES / 8; i++) {
-            const uint2 v = __ldg(static_cast<const uint2 *>(p) + i);
-            r.w[2 * i] = v.x, r.w[2 * i + 1] = v.y;
-        }
-    }
-    return r;
-}
-
-template <int DT, int DPL, int BYTES>
-__device__ __forceinline__ void decode_slice(const raw_slice<BYTES> &r, float scale, float *out) {
-    if (DT == G4K_KV_FP8) {
-#pragma unroll
-        for (int i = 0; i < DPL / 4; i++) g4k_fp8x4_to_f32(r.w[i], out + 4 * i);
-#pragma unroll
-        for (int i = 0; i < DPL; i++) out[i] *= scale;
-    } else if (DT == G4K_KV_BF16) {
-#pragma unroll
-        for (int i = 0; i < DPL / 2; i++) {
-            out[2 * i] = __uint_as_float(r.w[i] << 16);
-            out[2 * i + 1] = __uint_as_float(r.w[i] & 0xffff0000u);
-        }
-    } else {
-#pragma unroll
-        for (int i = 0; i < DPL; i++) out[i] = __uint_as_float(r.w[i]);
-    }
-}
 
 template <int DT, int DPL>
 __global__ void __launch_bounds__(FAST_WARPS * 32) attention_fast(g4k_attn a, const float *q, float *o, const int *pos0) {
@@ -131,15 +84,18 @@ __global__ void __launch_bounds__(FAST_WARPS * 32) attention_fast(g4k_attn a, co
 #pragma unroll
     for (int i = 0; i < DPL; i++) qr[i] = qrow[i], acc[i] = 0.0f;
     float run_max = -INFINITY, run_sum = 0.0f;
-    const char *kbase = static_cast<const char *>(a.k_cache) + ((size_t)first * kv_dim + kvh * hd + lane * DPL) * ELEM;
-    const char *vbase = static_cast<const char *>(a.v_cache) + ((size_t)first * kv_dim + kvh * hd + lane * DPL) * ELEM;
+    const char *kbase = static_cast<const char *>(a.k_cache) + (size_t)(kvh * hd + lane * DPL) * ELEM;
+    const char *vbase = static_cast<const char *>(a.v_cache) + (size_t)(kvh * hd + lane * DPL) * ELEM;
     const size_t row_bytes = (size_t)kv_dim * ELEM;
     for (int j0 = warp; j0 < n; j0 += FAST_WARPS * KEYS_IN_FLIGHT) {
         raw_slice<BYTES> kr[KEYS_IN_FLIGHT], vr[KEYS_IN_FLIGHT];
 #pragma unroll
         for (int u = 0; u < KEYS_IN_FLIGHT; u++) { /* issue every load of the group first */
             const int j = j0 + u * FAST_WARPS;
-            if (j < n) kr[u] = load_slice<BYTES>(kbase + j * row_bytes), vr[u] = load_slice<BYTES>(vbase + j * row_bytes);
+            if (j < n) {
+                const size_t row = (size_t)kv_row(a, first + j) * row_bytes;
+                kr[u] = load_slice<BYTES>(kbase + row), vr[u] = load_slice<BYTES>(vbase + row);
+            }
         }
 #pragma unroll
         for (int u = 0; u < KEYS_IN_FLIGHT; u++) {
@@ -193,6 +149,195 @@ static bool try_fast(const g4k_attn *a, const float *q, float *o, const int *pos
     }
 }
 
+/* ------------------------------------------------------------ prefill: tiled, flash-style */
+
+/* One block per (tile of BQ = 16 * RA query tokens, q head), 256 threads as a
+ * 16 x 16 grid (ty, tx). The block's queries go to shared memory once; the
+ * keys they see ([first query - window + 1, last query], tiles wholly outside
+ * the window never visited) come in tiles of PF_BK rows of K, then of V,
+ * converted to fp32 in shared memory. Thread (ty, tx) owns query rows
+ * ty + 16 a (a < RA): scores against keys tx and tx + 16 of the tile, and the
+ * output dims c * 64 + tx * 4 + [0, 4) (c < NC = head_dim / 64) of its rows,
+ * with the online softmax's max and sum per row in registers (the 16 lanes of
+ * a row agree through shuffles). fp32 SIMT throughout (no tensor cores). */
+#define PF_BK 32
+#define PF_THREADS 256
+
+/* Rows [kt, kt + PF_BK) of a cache into sm[PF_BK][pitch] as fp32; keys past kend are zeros. */
+template <int HD>
+__device__ __forceinline__ void pf_load_tile(const g4k_attn &a, const void *cache, float scale, int kvh, int kt,
+                                             int kend, float *sm, int pitch) {
+    const int kv_dim = a.n_kv_heads * HD;
+    for (int i = threadIdx.x; i < PF_BK * HD / 4; i += PF_THREADS) {
+        const int j = i / (HD / 4), d = (i % (HD / 4)) * 4, p = kt + j;
+        float4 f = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (p <= kend) {
+            const size_t off = (size_t)kv_row(a, p) * kv_dim + kvh * HD + d;
+            if (a.kv_dtype == G4K_KV_F32) {
+                f = __ldg(reinterpret_cast<const float4 *>(static_cast<const float *>(cache) + off));
+            } else if (a.kv_dtype == G4K_KV_BF16) {
+                const uint2 w = __ldg(reinterpret_cast<const uint2 *>(static_cast<const uint16_t *>(cache) + off));
+                f = make_float4(__uint_as_float(w.x << 16), __uint_as_float(w.x & 0xffff0000u),
+                                __uint_as_float(w.y << 16), __uint_as_float(w.y & 0xffff0000u));
+            } else {
+                float t[4];
+                g4k_fp8x4_to_f32(__ldg(reinterpret_cast<const uint32_t *>(static_cast<const uint8_t *>(cache) + off)), t);
+                f = make_float4(t[0] * scale, t[1] * scale, t[2] * scale, t[3] * scale);
+            }
+        }
+        *reinterpret_cast<float4 *>(sm + j * pitch + d) = f;
+    }
+}
+
+template <int NC, int RA>
+__global__ void __launch_bounds__(PF_THREADS) attention_prefill(g4k_attn a, const float *q, float *o, const int *pos0p,
+                                                                int M) {
+    constexpr int HD = NC * 64, BQ = 16 * RA, PITCH = HD + 4, PPITCH = PF_BK + 1;
+    extern __shared__ float sm[];
+    float *qs = sm, *kvs = qs + BQ * PITCH, *ps = kvs + PF_BK * PITCH;
+    g4k_wait_inputs();
+    g4k_allow_next();
+    const int tile = gridDim.x - 1 - blockIdx.x; /* the longest tiles (last queries) first */
+    const int h = blockIdx.y, kvh = h / (a.n_heads / a.n_kv_heads);
+    const int q_dim = a.n_heads * HD, t0 = tile * BQ, pos0 = *pos0p;
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+    const int n_rows = M - t0 < BQ ? M - t0 : BQ;
+    for (int i = threadIdx.x; i < BQ * HD / 4; i += PF_THREADS) {
+        const int r = i / (HD / 4), d = (i % (HD / 4)) * 4;
+        float4 f = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (r < n_rows) f = *reinterpret_cast<const float4 *>(q + (size_t)(t0 + r) * q_dim + h * HD + d);
+        *reinterpret_cast<float4 *>(qs + r * PITCH + d) = f;
+    }
+    const int qfirst = pos0 + t0, kend = pos0 + t0 + n_rows - 1; /* the last query sees up to itself */
+    const int kstart = a.window && qfirst - a.window + 1 > 0 ? qfirst - a.window + 1 : 0;
+    int qpos[RA];
+    float rm[RA], rl[RA], acc[RA][NC][4];
+#pragma unroll
+    for (int r = 0; r < RA; r++) {
+        qpos[r] = ty + 16 * r < n_rows ? pos0 + t0 + ty + 16 * r : -1;
+        rm[r] = -INFINITY, rl[r] = 0.0f;
+#pragma unroll
+        for (int c = 0; c < NC; c++) acc[r][c][0] = acc[r][c][1] = acc[r][c][2] = acc[r][c][3] = 0.0f;
+    }
+    for (int kt = kstart; kt <= kend; kt += PF_BK) {
+        __syncthreads(); /* q stored (first tile); the last tile's V no longer read */
+        pf_load_tile<HD>(a, a.k_cache, a.k_scale, kvh, kt, kend, kvs, PITCH);
+        __syncthreads();
+        float s[RA][2];
+#pragma unroll
+        for (int r = 0; r < RA; r++) s[r][0] = s[r][1] = 0.0f;
+        for (int d = 0; d < HD; d += 4) {
+            const float4 k0 = *reinterpret_cast<const float4 *>(kvs + tx * PITCH + d);
+            const float4 k1 = *reinterpret_cast<const float4 *>(kvs + (tx + 16) * PITCH + d);
+#pragma unroll
+            for (int r = 0; r < RA; r++) {
+                const float4 qv = *reinterpret_cast<const float4 *>(qs + (ty + 16 * r) * PITCH + d);
+                s[r][0] += qv.x * k0.x + qv.y * k0.y + qv.z * k0.z + qv.w * k0.w;
+                s[r][1] += qv.x * k1.x + qv.y * k1.y + qv.z * k1.z + qv.w * k1.w;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < RA; r++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int b = 0; b < 2; b++) {
+                const int p = kt + tx + 16 * b;
+                const bool visible = p <= qpos[r] && (!a.window || p > qpos[r] - a.window);
+                if (!visible) s[r][b] = -INFINITY;
+                mx = fmaxf(mx, s[r][b]);
+            }
+#pragma unroll
+            for (int off = 8; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            const float nm = fmaxf(rm[r], mx);
+            float sc = 1.0f, p0 = 0.0f, p1 = 0.0f;
+            if (nm > -INFINITY) { /* else nothing visible yet: the row stays empty */
+                sc = expf(rm[r] - nm);
+                p0 = expf(s[r][0] - nm), p1 = expf(s[r][1] - nm);
+            }
+            float sum = p0 + p1;
+#pragma unroll
+            for (int off = 8; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+            rl[r] = rl[r] * sc + sum;
+            rm[r] = nm;
+#pragma unroll
+            for (int c = 0; c < NC; c++) acc[r][c][0] *= sc, acc[r][c][1] *= sc, acc[r][c][2] *= sc, acc[r][c][3] *= sc;
+            ps[(ty + 16 * r) * PPITCH + tx] = p0;
+            ps[(ty + 16 * r) * PPITCH + tx + 16] = p1;
+        }
+        __syncthreads(); /* K read, P written */
+        pf_load_tile<HD>(a, a.v_cache, a.v_scale, kvh, kt, kend, kvs, PITCH);
+        __syncthreads();
+        for (int j = 0; j < PF_BK; j++) {
+            float pr[RA];
+#pragma unroll
+            for (int r = 0; r < RA; r++) pr[r] = ps[(ty + 16 * r) * PPITCH + j];
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const float4 vv = *reinterpret_cast<const float4 *>(kvs + j * PITCH + c * 64 + tx * 4);
+#pragma unroll
+                for (int r = 0; r < RA; r++) {
+                    acc[r][c][0] += pr[r] * vv.x, acc[r][c][1] += pr[r] * vv.y;
+                    acc[r][c][2] += pr[r] * vv.z, acc[r][c][3] += pr[r] * vv.w;
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < RA; r++) {
+        if (qpos[r] < 0) continue;
+        const float inv = 1.0f / rl[r];
+        float *orow = o + (size_t)(t0 + ty + 16 * r) * q_dim + h * HD + tx * 4;
+#pragma unroll
+        for (int c = 0; c < NC; c++)
+            *reinterpret_cast<float4 *>(orow + c * 64) =
+                make_float4(acc[r][c][0] * inv, acc[r][c][1] * inv, acc[r][c][2] * inv, acc[r][c][3] * inv);
+    }
+}
+
+static int device_sms() {
+    static int n = 0;
+    if (!n) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
+    }
+    return n;
+}
+
+template <int NC, int RA>
+static void launch_prefill(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
+    constexpr int HD = NC * 64, BQ = 16 * RA;
+    const size_t smem = sizeof(float) * ((size_t)(BQ + PF_BK) * (HD + 4) + (size_t)BQ * (PF_BK + 1));
+    static bool raised = false;
+    if (!raised) {
+        cudaFuncSetAttribute(attention_prefill<NC, RA>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        raised = true;
+    }
+    g4k_launch(attention_prefill<NC, RA>, dim3((M + BQ - 1) / BQ, a->n_heads), PF_THREADS, smem, s, *a, q, o, pos0, M);
+}
+
+/* Rows per thread: as many as the accumulators allow (RA * head_dim / 16 <= 64
+ * registers), fewer while that leaves SMs idle. */
+template <int NC>
+static void prefill_ra(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
+    int ra = NC >= 8 ? 2 : 4;
+    while (ra > 1 && (long)((M + 16 * ra - 1) / (16 * ra)) * a->n_heads < device_sms()) ra /= 2;
+    if (ra == 4) launch_prefill<NC, (NC >= 8 ? 2 : 4)>(a, q, o, pos0, M, s);
+    else if (ra == 2) launch_prefill<NC, 2>(a, q, o, pos0, M, s);
+    else launch_prefill<NC, 1>(a, q, o, pos0, M, s);
+}
+
+static bool try_prefill(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
+    if (M <= 8) return false;
+    switch (a->head_dim) {
+    case 64: prefill_ra<1>(a, q, o, pos0, M, s); return true;
+    case 128: prefill_ra<2>(a, q, o, pos0, M, s); return true;
+    case 256: prefill_ra<4>(a, q, o, pos0, M, s); return true;
+    case 512: prefill_ra<8>(a, q, o, pos0, M, s); return true;
+    default: return false;
+    }
+}
+
 /* Raises a kernel's dynamic shared-memory limit once (not during graph capture:
  * the first call comes from an ordinary forward). */
 template <int DT>
@@ -206,8 +351,10 @@ static void reserve_smem(size_t smem) {
 
 extern "C" void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, int max_context,
                               g4_stream s) {
+    assert(!a->ring || (a->window > 0 && a->ring >= a->window + M - 1)); /* the ring contract (kernels.h) */
     const size_t smem = sizeof(float) * (a->head_dim + max_context);
     const dim3 grid(M, a->n_heads);
+    if (try_prefill(a, q, o, pos0, M, s)) return;
     const bool fast = a->kv_dtype == G4K_KV_F32    ? try_fast<G4K_KV_F32>(a, q, o, pos0, M, s)
                       : a->kv_dtype == G4K_KV_BF16 ? try_fast<G4K_KV_BF16>(a, q, o, pos0, M, s)
                                                    : try_fast<G4K_KV_FP8>(a, q, o, pos0, M, s);

@@ -5,6 +5,7 @@
 #ifndef G4_CUDA_KERNELS_H
 #define G4_CUDA_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -68,10 +69,14 @@ typedef struct {
     int rope_pairs;
     float rope_theta;
     int window;              /* 0: causal only */
+    int ring;                /* rows of this layer's cache: 0 = linear (position p at row p); > 0 = a
+                                sliding-window ring, position p at row p % ring. A ring needs window > 0
+                                and ring >= window + (tokens written per call) - 1 (window + CHUNK is
+                                always enough), so that a call never overwrites a key it still reads. */
     float eps;
     g4k_kv_dtype kv_dtype;
     float k_scale, v_scale;  /* FP8 cache scales */
-    void *k_cache, *v_cache; /* this sequence's rows: [max_context][n_kv_heads * head_dim] */
+    void *k_cache, *v_cache; /* this sequence's rows: [ring ? ring : max_context][n_kv_heads * head_dim] */
 } g4k_attn;
 
 /* For M tokens at positions *pos0 + m: q/k norm + RoPE in place, weightless
@@ -80,9 +85,41 @@ typedef struct {
 void g4k_qkv_post(const g4k_attn *a, float *q, float *k, float *v, const float *q_norm, const float *k_norm,
                   const int *pos0, int M, g4_stream stream);
 
-/* o[m][h] = softmax(q[m][h] . K^T) V over the visible keys (scale 1.0). */
+/* o[m][h] = softmax(q[m][h] . K^T) V over the visible keys (scale 1.0), q already
+ * post-processed and the M new rows already in the cache (g4k_qkv_post). M <= 8: one
+ * block per (token, head); M > 8 (prefill) with head_dim a multiple of 64 (<= 512):
+ * tiled flash-style kernel (fp32 SIMT); other head dims: a generic per-(token, head) kernel. */
 void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, int max_context,
                    g4_stream stream);
+
+/* Decode attention with the q/k/v post-processing fused in: everything g4k_qkv_post +
+ * g4k_attention do, for M (1..8) tokens at positions *pos0 + m, in two launches
+ * (split-K attention over the keys, then a merge of the splits). pos0 is a device
+ * pointer; the grid depends only on M, max_context and the geometry, so the call
+ * can be captured in a graph and replayed at later positions.
+ *   q [M][n_heads*hd], k, v [M][n_kv_heads*hd]: raw projections (for k_eq_v, v holds a
+ *     copy of the raw k). Three distinct buffers; their contents are unspecified after
+ *     the call (the fast path only reads them; the generic fallback works in place).
+ *   o [M][n_heads*hd]: the attention output.
+ *   scratch: g4k_attention_decode_scratch(a, M, max_context) bytes of device memory for
+ *     the splits' partial results; needs no initialization, may be shared by layers run
+ *     one after another on the stream (the largest value over the layer kinds).
+ *   max_context: >= every *pos0 + M this captured call will see (it sizes the splits;
+ *     the same value for the scratch size).
+ * The new K/V rows are written to the cache (row pos, or pos % ring), rounded through the cache
+ * dtype, and attention uses those rounded values for the new keys, as the CPU does.
+ * Fast path: head_dim 128, 256 or 512 and M <= 8; anything else falls back to
+ * g4k_qkv_post + g4k_attention. */
+void g4k_attention_decode(const g4k_attn *a, float *q, float *k, float *v, const float *q_norm,
+                          const float *k_norm, float *o, float *scratch, const int *pos0, int M, int max_context,
+                          g4_stream stream);
+
+/* Bytes of scratch g4k_attention_decode needs for this geometry and max_context, for any
+ * M' <= M (0 for the fallback path). Depends on the GPU's SM count: call it on the same
+ * device. Call it (once per layer geometry, with the largest M) before capturing
+ * g4k_attention_decode in a graph: it also raises the decode kernels' shared-memory limit,
+ * a call better kept out of a capture. */
+size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max_context);
 
 /* logits[m][v] = cap * tanh((x[m] . E[v]) / cap) (cap 0: none), E BF16 [vocab][n]. */
 void g4k_lm_head(float *logits, const float *x, const uint16_t *E, int M, int vocab, int n, float cap,

@@ -187,7 +187,7 @@ __global__ void qkv_post_kernel(g4k_attn a, float *q, float *k, float *v, const 
     __syncthreads();
     norm_rope_head(vr, nullptr, hd, 0, 1.0f, pos, a.eps, red); /* weightless v_norm, no RoPE */
     __syncthreads();
-    const size_t off = (size_t)pos * kv_dim + j * hd;
+    const size_t off = (size_t)(a.ring ? pos % a.ring : pos) * kv_dim + j * hd;
     store_kv_row(a.k_cache, a.kv_dtype, off, kr, hd, a.k_scale);
     store_kv_row(a.v_cache, a.kv_dtype, off, vr, hd, a.v_scale);
 }
