@@ -109,9 +109,10 @@ test-gpu: gpu-tests
 	G4_TEST_DEVICE=cuda tests/run.sh --no-scripts $(GPU_TESTS)
 # GPU check and timing of the prefill GEMM (run it on a machine with an H100):
 # make build/tests/gpu/gemm_check && build/tests/gpu/gemm_check
-$(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/common.cuh src/cuda/kernels.h
+$(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh \
+                               src/cuda/kernels.h src/cuda/gemm_wgmma.h src/cuda/wgmma_ops.cuh
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu
 
 # GEMV throughput against shape (benchmark; GPU machine): make build/tests/gpu/gemv_bench
 $(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/common.cuh src/cuda/kernels.h

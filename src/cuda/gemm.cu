@@ -81,7 +81,11 @@
  */
 #include <stdio.h>
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "cuda/common.cuh"
+#include "cuda/gemm_wgmma.h"
 #include "cuda/kernels.h"
 
 #define GEMM_THREADS 256
@@ -428,6 +432,7 @@ static int g_sms;
 
 /* Frees the scratch (the CUDA backend calls it when it is freed). */
 extern "C" void g4k_gemm_release(void) {
+    g4k_gemm_wgmma_release();
     cudaDeviceSynchronize();
     if (g_xh) cudaFree(g_xh);
     if (g_ws) cudaFree(g_ws);
@@ -476,6 +481,10 @@ static void launch_nt(int nt8, const gemm_params &p, dim3 grid, cudaStream_t s) 
 /* gate == NULL: plain y = x W^T; else GeGLU with W = gate, U = up. */
 static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const float *x, int M, cudaStream_t s) {
     if (M <= 0 || w->rows <= 0) return;
+    /* G4_GEMM=mma: this file's mma.sync kernel for every shape (else wgmma where it applies); read on
+     * every call so that a benchmark can compare both in one process */
+    const char *env = getenv("G4_GEMM");
+    if (!(env && !strcmp(env, "mma")) && g4k_gemm_wgmma(w, up, y, x, M, s) <= 0) return;
     const int N = w->rows, K = w->cols, WB = w->fp8 ? 1 : 2;
     const bool geglu = up != nullptr;
     if (!g_sms) {
