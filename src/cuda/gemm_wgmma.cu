@@ -10,7 +10,7 @@
  * (BF16, small test models); G4_GEMM=mma forces mma.sync everywhere.
  *
  * Roles: weight rows are wgmma's M side (64 rows per warpgroup, A operand from
- * registers), tokens are its N side (BT = 24..224 tokens, B operand in shared
+ * registers), tokens are its N side (BT = 24..208 tokens, B operand in shared
  * memory), so a tile follows the prompt length in steps of 8 (145 tokens run as
  * one 152-token tile, 5 % padding).
  *
@@ -50,6 +50,9 @@
  *
  * The wgmmas of one stage (4 x m64nBTk16) form one commit group; a warpgroup
  * lets one group stay in flight while it converts the next stage's weights.
+ * With 288 threads ptxas caps a thread at 168 registers: BT = 224 already made
+ * it serialize the wgmmas (C7512, "insufficient register resources"), hence
+ * BT <= 208 (162 registers).
  *
  * Split K over gridDim.z when the tiles alone leave SMs idle (N = 3840), with
  * the partial sums in a scratch [split][M][cols] and a reduction kernel that
@@ -429,15 +432,14 @@ static cudaError_t wg_launch_bt(int bt, const wg_params &p, dim3 grid, cudaStrea
     case 128: return wg_launch<128, EPI>(p, grid, s);
     case 152: return wg_launch<152, EPI>(p, grid, s);
     case 176: return wg_launch<176, EPI>(p, grid, s);
-    case 208: return wg_launch<208, EPI>(p, grid, s);
-    default: return wg_launch<224, EPI>(p, grid, s);
+    default: return wg_launch<208, EPI>(p, grid, s);
     }
 }
 
 /* Token tile: the fewest padded tokens plus a per-tile cost (each tile streams the weights again). */
 static int pick_bt(int M) {
     static const int bts[] = WGMMA_NS;
-    int best = 224;
+    int best = 208;
     long best_cost = -1;
     for (int bt : bts) {
         const long tiles = (M + bt - 1) / bt, cost = tiles * (bt + 32);
