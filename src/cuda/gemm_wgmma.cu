@@ -100,6 +100,7 @@ struct wg_params {
     int row0[2], row_step[2]; /* first row of segment s in row tile t: row0 + t * row_step */
     int rows, ld, M, kblocks;
     int kb_base, kb_rem;  /* split z gets kb_base + (z < kb_rem) K blocks */
+    int stagger;          /* 1: warpgroup 1 starts one K block after warpgroup 0 */
     size_t split_stride;
 };
 
@@ -165,6 +166,8 @@ __device__ __forceinline__ uint64_t desc_sw128(uint32_t saddr) {
            ((uint64_t)1 << 62);
 }
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+__device__ __forceinline__ void stagger_arrive() { asm volatile("bar.arrive 2, 256;\n" ::: "memory"); }
+__device__ __forceinline__ void stagger_wait() { asm volatile("bar.sync 2, 256;\n" ::: "memory"); }
 
 /* ---------------- kernels ---------------- */
 
@@ -265,8 +268,13 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wg_gemm_kernel(const __grid_con
         if (it > 0 && lane == 0) mbar_arrive(empty0 + 8 * ((it - 1) % STAGES));
     };
 
+    /* Stagger: each warpgroup drains its wgmmas at every K block (to rescale), and both
+     * consume the same stages; with warpgroup 1 one K block behind, one of them has
+     * wgmmas queued while the other drains. */
+    if (p.stagger && wg == 1) stagger_wait();
     float s_next = active ? __ldg(srow + kb_begin) : 0.0f;
     for (int kb = kb_begin; kb < kb_end; kb++) {
+        if (p.stagger && wg == 0 && kb == kb_begin + 1) stagger_arrive();
         const float s = s_next;
         if (active && kb + 1 < kb_end) s_next = __ldg(srow + kb + 1);
         const bool mma = s != 0.0f;
@@ -282,6 +290,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wg_gemm_kernel(const __grid_con
         stage(it, mma);
         stage(it + 1, mma);
     }
+    if (p.stagger && wg == 0 && kb_end == kb_begin + 1) stagger_arrive();
     wgmma_wait<0>();
     fence_regs<BT / 2>(acc);
 
@@ -494,6 +503,10 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
     memset(&p, 0, sizeof p);
     p.rows = N, p.M = M, p.kblocks = kblocks;
     p.kb_base = kblocks / splits, p.kb_rem = kblocks % splits;
+    {
+        const char *env = getenv("G4_GEMM"); /* "wgmma0": without the stagger (to measure it) */
+        p.stagger = !(env && !strcmp(env, "wgmma0"));
+    }
     float *out = y;
     p.ld = N;
     if (splits > 1) {

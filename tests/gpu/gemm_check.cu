@@ -1,6 +1,7 @@
 /* GPU check and timing of g4k_gemm / g4k_gemm_geglu (src/cuda/gemm.cu and
- * gemm_wgmma.cu), every case with both kernels: "wgmma" (the default path) and
- * "mma" (G4_GEMM=mma, the mma.sync kernel).
+ * gemm_wgmma.cu), every case with three kernels: "wgmma" (the default path),
+ * "mma" (G4_GEMM=mma, the mma.sync kernel) and "wgmma0" (G4_GEMM=wgmma0, the
+ * wgmma kernel without the warpgroup stagger).
  *
  * For each case: random FP8 codes (never the NaN codes 0x7F/0xFF) with varied
  * per-128x128-block scales (or random BF16 weights), random x (never zero, a
@@ -139,11 +140,13 @@ static double gelu(double v) { return 0.5 * v * (1.0 + tanh(0.7978845608028654 *
 
 static int g_pass, g_fail;
 
-/* Which kernel g4k_gemm uses: G4_GEMM=mma forces gemm.cu's mma.sync kernel (read on every call). */
-static const char *const kernels[2] = {"wgmma", "mma"};
+/* Which kernel g4k_gemm uses (G4_GEMM is read on every call): the default (wgmma), gemm.cu's mma.sync
+ * kernel (G4_GEMM=mma), and wgmma without the warpgroup stagger (G4_GEMM=wgmma0). */
+#define NKERN 3
+static const char *const kernels[NKERN] = {"wgmma", "mma", "wgmma0"};
 static void select_kernel(int k) {
-    if (k == 1) setenv("G4_GEMM", "mma", 1);
-    else unsetenv("G4_GEMM");
+    if (k == 0) unsetenv("G4_GEMM");
+    else setenv("G4_GEMM", kernels[k], 1);
 }
 
 struct dev_x {
@@ -316,7 +319,7 @@ static const shape shapes[] = {
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 static const int timed_Ms[] = {17, 64, 145, 512, 1024, 2048};
 #define NMS (int)(sizeof timed_Ms / sizeof timed_Ms[0])
-static double g_us[NSHAPES][NMS][2];
+static double g_us[NSHAPES][NMS][NKERN];
 
 /* Each 12B shape at each M with both kernels: error against the same float64 reference and time. */
 static void run_timed(int si, int check_rows, bool quick) {
@@ -333,7 +336,7 @@ static void run_timed(int si, int check_rows, bool quick) {
         make_x(d, M, sh.K, M * sh.N);
         const std::vector<int> rows = pick_rows(sh.N, M >= 1024 ? check_rows / 2 : check_rows);
         const std::vector<double> ref = reference(w, sh.geglu ? &u : nullptr, d.x, M, rows);
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < NKERN; k++) {
             select_kernel(k);
             const outcome o = check_run(w, sh.geglu ? &u : nullptr, d, M, rows, ref, st);
             double single;
@@ -407,7 +410,7 @@ int main(int argc, char **argv) {
 
     /* small and odd shapes with both kernels (wgmma takes FP8 with K % 128 == 0; the rest falls back to
      * mma.sync: K = 200 unaligned rows, K = 96 and 208 partial stages, BF16) */
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < NKERN; k++) {
         const int Ms[] = {9, 64, 145, 1024};
         for (int M : Ms) run_case("fp8 odd", k, 1, M, 300, 200, false, false, 0);
         run_case("fp8 M=1", k, 1, 1, 300, 200, false, false, 0);
@@ -437,29 +440,25 @@ int main(int argc, char **argv) {
     for (int si = 0; si < NSHAPES; si++) run_timed(si, quick ? 16 : 32, quick);
 
     /* summary: per M, each shape's time with both kernels, and the GEMM time of the 48-layer model */
-    printf("\nsummary (us per call; TFLOP/s in brackets)\n%-14s %6s %6s", "shape", "N", "K");
-    for (int mi = 0; mi < NMS; mi++) printf("   M=%-4d wgmma/mma        ", timed_Ms[mi]);
-    printf("\n");
-    for (int si = 0; si < NSHAPES; si++) {
-        const shape &sh = shapes[si];
-        printf("%-14s %6d %6d", sh.name, sh.N, sh.K);
-        for (int mi = 0; mi < NMS; mi++) {
-            const double f = (sh.geglu ? 4.0 : 2.0) * timed_Ms[mi] * (double)sh.N * sh.K / 1e6;
-            const double a = g_us[si][mi][0], b = g_us[si][mi][1];
-            if (a > 0) printf("  %7.1f[%3.0f] %7.1f[%3.0f]", a, f / a, b, f / b);
-            else printf("  %26s", "-");
+    printf("\nsummary: us per call (back-to-back mean) [TFLOP/s] for wgmma | mma | wgmma0\n");
+    for (int mi = 0; mi < NMS; mi++) {
+        if (g_us[0][mi][0] <= 0) continue;
+        const int M = timed_Ms[mi];
+        double t[NKERN] = {0, 0, 0};
+        for (int si = 0; si < NSHAPES; si++) {
+            const shape &sh = shapes[si];
+            const double f = (sh.geglu ? 4.0 : 2.0) * M * (double)sh.N * sh.K / 1e6;
+            printf("M=%-5d %-14s N=%6d K=%6d", M, sh.name, sh.N, sh.K);
+            for (int k = 0; k < NKERN; k++) {
+                printf("  %7.1f [%3.0f]", g_us[si][mi][k], f / g_us[si][mi][k]);
+                t[k] += g_us[si][mi][k] * (40 * shapes[si].per_sliding + 8 * shapes[si].per_full);
+            }
+            printf("\n");
         }
+        printf("M=%-5d 48 layers' GEMMs (40 sliding + 8 full):", M);
+        for (int k = 0; k < NKERN; k++) printf("  %s %.2f ms", kernels[k], t[k] / 1e3);
         printf("\n");
     }
-    printf("%-28s", "48 layers (40 sl. + 8 full)");
-    for (int mi = 0; mi < NMS; mi++) {
-        double t[2] = {0, 0};
-        for (int k = 0; k < 2; k++)
-            for (int si = 0; si < NSHAPES; si++) t[k] += g_us[si][mi][k] * (40 * shapes[si].per_sliding + 8 * shapes[si].per_full);
-        if (t[0] > 0) printf("  %8.2fms %8.2fms    ", t[0] / 1e3, t[1] / 1e3);
-        else printf("  %26s", "-");
-    }
-    printf("\n");
     printf("gemm_check: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }
