@@ -1,4 +1,8 @@
 /* Prefill GEMM (M > 8 tokens) with the weights kept FP8 (or BF16) in HBM:
+ * the entry points and the mma.sync kernel. For FP8 weights with K % 128 == 0
+ * (the 12B's shapes) gemm_run hands over to the Hopper wgmma kernel in
+ * gemm_wgmma.cu (same numerics); this kernel serves BF16 and odd shapes, and
+ * every shape under G4_GEMM=mma.
  *
  *   y[m][r] = sum_k x[m][k] * code[r][k] * scale[r/128][k/128]
  *

@@ -58,6 +58,19 @@
  * the partial sums in a scratch [split][M][cols] and a reduction kernel that
  * adds them in a fixed order (and applies GeGLU if asked).
  *
+ * Expected speed (predicted, not yet measured; H100 at the measured 792 TFLOP/s
+ * dense FP16, 6.0 per SM): M = 145, N = 15360, K = 3840 is 120 CTAs of 128 rows
+ * x 152 tokens (91 % of the SMs, 95 % of the tokens useful), 25 us of tensor
+ * time per CTA at the full rate; with the per-K-block drains, the pre-pass and
+ * the epilogue about 35-43 us, 400-500 TFLOP/s (mma.sync: 79 us). GeGLU (240
+ * CTAs, two waves) about twice that; down (split 4 + reduction) 40-45 us; the
+ * small q/k/v/o calls (4.6 GFLOP) 12-16 us, dominated by the fixed costs.
+ * If it falls short, the suspects: the drain at every K block (G4_GEMM=wgmma0
+ * vs the default shows what the stagger buys), L2 -> SM bandwidth for the
+ * activation tiles (each CTA reads BT x 128 bytes per 64 k against 8 KB of
+ * weights; TMA multicast over a cluster of two row tiles would halve it), and
+ * the 12 idle SMs at M = 145.
+ *
  * All kernels here are launched with programmatic dependent launch: the GEMM's
  * producer starts streaming weights while the x -> FP16 pre-pass still runs,
  * and waits (griddepcontrol.wait) before its first activation copy.
@@ -118,13 +131,32 @@ __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    asm volatile("{\n\t.reg .pred P1;\n"
-                 "LAB_WAIT:\n\t"
-                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n\t"
-                 "@!P1 bra LAB_WAIT;\n}\n" ::"r"(bar),
-                 "r"(parity)
+__device__ __forceinline__ bool mbar_try(uint32_t bar, uint32_t parity) {
+    uint32_t ok;
+    asm volatile("{\n\t.reg .pred P1;\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%1], %2;\n\t"
+                 "selp.b32 %0, 1, 0, P1;\n}\n"
+                 : "=r"(ok)
+                 : "r"(bar), "r"(parity)
                  : "memory");
+    return ok != 0;
+}
+/* Waits for the phase of `parity` to complete. A wait of more than 4 s means a broken
+ * pipeline (a bug, not a slow GPU): trap (cudaErrorLaunchFailure) rather than hang the process.
+ * (No printf: a call inside the wgmma pipeline makes ptxas serialize the wgmmas, C7510.) */
+__device__ __forceinline__ void mbar_wait_slow(uint32_t bar, uint32_t parity) {
+    uint64_t t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    for (uint32_t n = 1;; n++) {
+        if (mbar_try(bar, parity)) return;
+        if ((n & 1023) == 0) {
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+            if (t - t0 > 4000000000ull) __trap();
+        }
+    }
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    if (!mbar_try(bar, parity)) mbar_wait_slow(bar, parity);
 }
 __device__ __forceinline__ void tma_2d(uint32_t dst, const CUtensorMap *map, int c0, int c1, uint32_t bar) {
     asm volatile(
