@@ -447,8 +447,9 @@ static int make_map(CUtensorMap *m, CUtensorMapDataType dt, const void *ptr, uin
     return 0;
 }
 
+/* launch 0: only raise the kernel's shared-memory limit (first use; before anything is queued) */
 template <int BT, int EPI>
-static cudaError_t wg_launch(const wg_params &p, dim3 grid, cudaStream_t s) {
+static cudaError_t wg_launch(const wg_params &p, dim3 grid, cudaStream_t s, bool launch) {
     constexpr int smem = wg_cfg<BT>::SMEM;
     static bool attr_set = false; /* per instantiation */
     if (!attr_set) {
@@ -457,23 +458,24 @@ static cudaError_t wg_launch(const wg_params &p, dim3 grid, cudaStream_t s) {
         if (e != cudaSuccess) return e;
         attr_set = true;
     }
+    if (!launch) return cudaSuccess;
     g4k_launch(wg_gemm_kernel<BT, EPI>, grid, dim3(WG_THREADS), smem, s, p);
     return cudaGetLastError();
 }
 
 template <int EPI>
-static cudaError_t wg_launch_bt(int bt, const wg_params &p, dim3 grid, cudaStream_t s) {
+static cudaError_t wg_launch_bt(int bt, const wg_params &p, dim3 grid, cudaStream_t s, bool launch) {
     switch (bt) {
-    case 24: return wg_launch<24, EPI>(p, grid, s);
-    case 32: return wg_launch<32, EPI>(p, grid, s);
-    case 48: return wg_launch<48, EPI>(p, grid, s);
-    case 64: return wg_launch<64, EPI>(p, grid, s);
-    case 80: return wg_launch<80, EPI>(p, grid, s);
-    case 96: return wg_launch<96, EPI>(p, grid, s);
-    case 128: return wg_launch<128, EPI>(p, grid, s);
-    case 152: return wg_launch<152, EPI>(p, grid, s);
-    case 176: return wg_launch<176, EPI>(p, grid, s);
-    default: return wg_launch<208, EPI>(p, grid, s);
+    case 24: return wg_launch<24, EPI>(p, grid, s, launch);
+    case 32: return wg_launch<32, EPI>(p, grid, s, launch);
+    case 48: return wg_launch<48, EPI>(p, grid, s, launch);
+    case 64: return wg_launch<64, EPI>(p, grid, s, launch);
+    case 80: return wg_launch<80, EPI>(p, grid, s, launch);
+    case 96: return wg_launch<96, EPI>(p, grid, s, launch);
+    case 128: return wg_launch<128, EPI>(p, grid, s, launch);
+    case 152: return wg_launch<152, EPI>(p, grid, s, launch);
+    case 176: return wg_launch<176, EPI>(p, grid, s, launch);
+    default: return wg_launch<208, EPI>(p, grid, s, launch);
     }
 }
 
@@ -512,11 +514,6 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
     }
 
     if (wg_ensure(&g_xh, &g_xh_cap, (size_t)M * K * sizeof(__half), s)) return -1;
-    {
-        const size_t groups = (size_t)M * K / 16;
-        const int blocks = (int)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
-        g4k_launch(wg_x_to_f16, dim3(blocks), dim3(256), 0, s, static_cast<__half *>(g_xh), x, M, K);
-    }
 
     const int bt = pick_bt(M);
     const int tok_tiles = (M + bt - 1) / bt;
@@ -552,7 +549,7 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
         make_map(&p.tm_w[1], CU_TENSOR_MAP_DATA_TYPE_UINT8, m1->data, K, N, K, 64, 64, CU_TENSOR_MAP_SWIZZLE_64B) ||
         make_map(&p.tm_x, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, g_xh, K, M, (uint64_t)K * 2, 64, bt,
                  CU_TENSOR_MAP_SWIZZLE_128B))
-        return -1;
+        return 1; /* nothing launched yet: the caller falls back to mma.sync */
     p.scales[0] = w->scales, p.scales[1] = m1->scales;
     p.out[0] = out;
     p.out[1] = geglu ? out + (splits > 1 ? N : 0) : out;
@@ -561,7 +558,20 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
 
     const dim3 grid(tok_tiles, row_tiles, splits);
     const bool fused_geglu = geglu && splits == 1;
-    cudaError_t e = fused_geglu ? wg_launch_bt<WG_GEGLU>(bt, p, grid, s) : wg_launch_bt<WG_PLAIN>(bt, p, grid, s);
+    cudaError_t e =
+        fused_geglu ? wg_launch_bt<WG_GEGLU>(bt, p, grid, s, false) : wg_launch_bt<WG_PLAIN>(bt, p, grid, s, false);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "g4k_gemm (wgmma): shared memory limit: %s (falling back to mma.sync)\n",
+                cudaGetErrorString(e));
+        cudaGetLastError(); /* clear it */
+        return 1;
+    }
+    {
+        const size_t groups = (size_t)M * K / 16;
+        const int blocks = (int)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
+        g4k_launch(wg_x_to_f16, dim3(blocks), dim3(256), 0, s, static_cast<__half *>(g_xh), x, M, K);
+    }
+    e = fused_geglu ? wg_launch_bt<WG_GEGLU>(bt, p, grid, s, true) : wg_launch_bt<WG_PLAIN>(bt, p, grid, s, true);
     if (e != cudaSuccess) {
         fprintf(stderr, "g4k_gemm (wgmma): launch: %s\n", cudaGetErrorString(e));
         return -1;
