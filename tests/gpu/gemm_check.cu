@@ -33,7 +33,9 @@
  * Output: "check ..." lines (correctness cases), "graph ..." lines, "time ..."
  * lines (shape, kernel, M, err, us, TFLOP/s), the summary, and last
  * "gemm_check: N passed, N failed" (exit status 1 if any failed).
- * Build: make build/tests/gpu/gemm_check; run: build/tests/gpu/gemm_check [--quick] */
+ * Build: make build/tests/gpu/gemm_check
+ * Run: build/tests/gpu/gemm_check [--quick] [--kernels wgmma,mma,wgmma0] (default: all three; a kernel that
+ * traps kills the process's CUDA context, so --kernels mma still measures the baseline) */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -144,6 +146,7 @@ static int g_pass, g_fail;
  * kernel (G4_GEMM=mma), and wgmma without the warpgroup stagger (G4_GEMM=wgmma0). */
 #define NKERN 3
 static const char *const kernels[NKERN] = {"wgmma", "mma", "wgmma0"};
+static bool g_on[NKERN] = {true, true, true};
 static void select_kernel(int k) {
     if (k == 0) unsetenv("G4_GEMM");
     else setenv("G4_GEMM", kernels[k], 1);
@@ -337,6 +340,7 @@ static void run_timed(int si, int check_rows, bool quick) {
         const std::vector<int> rows = pick_rows(sh.N, M >= 1024 ? check_rows / 2 : check_rows);
         const std::vector<double> ref = reference(w, sh.geglu ? &u : nullptr, d.x, M, rows);
         for (int k = 0; k < NKERN; k++) {
+            if (!g_on[k]) continue;
             select_kernel(k);
             const outcome o = check_run(w, sh.geglu ? &u : nullptr, d, M, rows, ref, st);
             double single;
@@ -401,7 +405,22 @@ static void run_graph(int M, int N, int K, bool geglu) {
 }
 
 int main(int argc, char **argv) {
-    const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--kernels") && i + 1 < argc) {
+            const char *list = argv[++i];
+            for (int k = 0; k < NKERN; k++) {
+                g_on[k] = false;
+                for (const char *p = strstr(list, kernels[k]); p; p = strstr(p + 1, kernels[k]))
+                    if ((p == list || p[-1] == ',') && (p[strlen(kernels[k])] == ',' || !p[strlen(kernels[k])]))
+                        g_on[k] = true;
+            }
+        } else {
+            fprintf(stderr, "usage: %s [--quick] [--kernels wgmma,mma,wgmma0]\n", argv[0]);
+            return 2;
+        }
+    }
     int dev = 0;
     CK(cudaSetDevice(dev));
     cudaDeviceProp prop;
@@ -411,6 +430,7 @@ int main(int argc, char **argv) {
     /* small and odd shapes with both kernels (wgmma takes FP8 with K % 128 == 0; the rest falls back to
      * mma.sync: K = 200 unaligned rows, K = 96 and 208 partial stages, BF16) */
     for (int k = 0; k < NKERN; k++) {
+        if (!g_on[k]) continue;
         const int Ms[] = {9, 64, 145, 1024};
         for (int M : Ms) run_case("fp8 odd", k, 1, M, 300, 200, false, false, 0);
         run_case("fp8 M=1", k, 1, 1, 300, 200, false, false, 0);
@@ -433,8 +453,10 @@ int main(int argc, char **argv) {
         run_case("bf16 M=1000", k, 0, 1000, 264, 512, false, false, 0);
         run_case("bf16 geglu", k, 0, 33, 300, 256, true, false, 0);
     }
-    run_graph(145, 15360, 3840, true);
-    run_graph(145, 3840, 15360, false);
+    if (g_on[0]) {
+        run_graph(145, 15360, 3840, true);
+        run_graph(145, 3840, 15360, false);
+    }
 
     /* the 12B shapes, timed */
     for (int si = 0; si < NSHAPES; si++) run_timed(si, quick ? 16 : 32, quick);
@@ -442,7 +464,7 @@ int main(int argc, char **argv) {
     /* summary: per M, each shape's time with both kernels, and the GEMM time of the 48-layer model */
     printf("\nsummary: us per call (back-to-back mean) [TFLOP/s] for wgmma | mma | wgmma0\n");
     for (int mi = 0; mi < NMS; mi++) {
-        if (g_us[0][mi][0] <= 0) continue;
+        if (g_us[0][mi][0] <= 0 && g_us[0][mi][1] <= 0 && g_us[0][mi][2] <= 0) continue;
         const int M = timed_Ms[mi];
         double t[NKERN] = {0, 0, 0};
         for (int si = 0; si < NSHAPES; si++) {
@@ -450,6 +472,10 @@ int main(int argc, char **argv) {
             const double f = (sh.geglu ? 4.0 : 2.0) * M * (double)sh.N * sh.K / 1e6;
             printf("M=%-5d %-14s N=%6d K=%6d", M, sh.name, sh.N, sh.K);
             for (int k = 0; k < NKERN; k++) {
+                if (g_us[si][mi][k] <= 0) {
+                    printf("  %13s", "-");
+                    continue;
+                }
                 printf("  %7.1f [%3.0f]", g_us[si][mi][k], f / g_us[si][mi][k]);
                 t[k] += g_us[si][mi][k] * (40 * shapes[si].per_sliding + 8 * shapes[si].per_full);
             }
