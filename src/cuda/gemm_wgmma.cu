@@ -479,16 +479,25 @@ static cudaError_t wg_launch_bt(int bt, const wg_params &p, dim3 grid, cudaStrea
     }
 }
 
-/* Token tile: the fewest padded tokens plus a per-tile cost (each tile streams the weights again). */
-static int pick_bt(int M) {
+/* Token tile BT and K split: the least time in a rough model of one CTA per SM, calibrated on the
+ * predicted M = 145 figures: a CTA takes ~5.6 ns per (BT + 48) x K block (+48: what a tile costs beyond
+ * its tokens: the weight stream, the fragment conversion; a guess that leans to large tiles) plus ~1.5 us to fill its pipeline; the CTAs
+ * run in waves of `sms`; a split adds a reduction that reads the partials and writes y at ~2.5 TB/s,
+ * plus ~2 us. Wave quantization matters: at M = 1024, N = 3840, 208-token tiles are 150 CTAs (two
+ * waves, the second 14 % full) where 128-token tiles are 240 (two full waves). */
+static void pick_tiles(int M, int N, int row_tiles, int kblocks, bool geglu, int sms, int *bt_out, int *splits_out) {
     static const int bts[] = WGMMA_NS;
-    int best = 208;
-    long best_cost = -1;
+    double best = -1;
     for (int bt : bts) {
-        const long tiles = (M + bt - 1) / bt, cost = tiles * (bt + 32);
-        if (best_cost < 0 || cost < best_cost || (cost == best_cost && bt > best)) best_cost = cost, best = bt;
+        const int tiles = (M + bt - 1) / bt * row_tiles;
+        for (int s = 1; s <= 16 && (s == 1 || s <= kblocks / 2); s++) {
+            const int kbs = (kblocks + s - 1) / s;
+            const long ctas = (long)tiles * s, waves = (ctas + sms - 1) / sms;
+            double ns = waves * (5.6 * (bt + 48) * kbs + 1500.0);
+            if (s > 1) ns += ((double)s * (geglu ? 2 : 1) + 1) * M * (double)N * 4 / 2500.0 + 2000.0;
+            if (best < 0 || ns < best) best = ns, *bt_out = bt, *splits_out = s;
+        }
     }
-    return best;
 }
 
 int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const float *x, int M,
@@ -515,18 +524,21 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
 
     if (wg_ensure(&g_xh, &g_xh_cap, (size_t)M * K * sizeof(__half), s)) return -1;
 
-    const int bt = pick_bt(M);
-    const int tok_tiles = (M + bt - 1) / bt;
     const int row_tiles = geglu ? (N + 63) / 64 : (N + 127) / 128;
     const int kblocks = K / 128;
-    const int tiles = tok_tiles * row_tiles;
-    int splits = 1;
-    if (tiles * 2 <= g_sms) { /* one wave of tiles leaves at least half the SMs idle: split K */
-        splits = g_sms / tiles;
-        if (splits > kblocks / 2) splits = kblocks / 2;
-        if (splits > 16) splits = 16;
-        if (splits < 1) splits = 1;
+    int bt = 152, splits = 1;
+    pick_tiles(M, N, row_tiles, kblocks, geglu, g_sms, &bt, &splits);
+    {
+        /* G4_GEMM_TILE=BT,SPLITS overrides the choice (tuning; gemm_check --sweep) */
+        const char *env = getenv("G4_GEMM_TILE");
+        int b = 0, z = 0;
+        if (env && sscanf(env, "%d,%d", &b, &z) == 2 && z >= 1 && z <= 16 && (z == 1 || z <= kblocks / 2)) {
+            static const int bts[] = WGMMA_NS;
+            for (int v : bts)
+                if (v == b) bt = b, splits = z;
+        }
     }
+    const int tok_tiles = (M + bt - 1) / bt;
 
     wg_params p;
     memset(&p, 0, sizeof p);

@@ -35,7 +35,9 @@
  * "gemm_check: N passed, N failed" (exit status 1 if any failed).
  * Build: make build/tests/gpu/gemm_check
  * Run: build/tests/gpu/gemm_check [--quick] [--kernels wgmma,mma,wgmma0] (default: all three; a kernel that
- * traps kills the process's CUDA context, so --kernels mma still measures the baseline) */
+ * traps kills the process's CUDA context, so --kernels mma still measures the baseline)
+ * Tuning: build/tests/gpu/gemm_check --sweep 145 times every token tile x K split (G4_GEMM_TILE=BT,SPLITS)
+ * of the wgmma kernel for each 12B shape at that M (no correctness check; prints the best per shape). */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -404,10 +406,52 @@ static void run_graph(int M, int N, int K, bool geglu) {
     if (geglu) free_mat(u);
 }
 
+/* --sweep M: every token tile x split (G4_GEMM_TILE) for each 12B shape at M, wgmma, time only. */
+static void run_sweep(int M) {
+    static const int bts[] = {24, 32, 48, 64, 80, 96, 128, 152, 176, 208};
+    static const int sps[] = {1, 2, 3, 4, 6, 8};
+    select_kernel(0);
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    for (int si = 0; si < NSHAPES; si++) {
+        const shape &sh = shapes[si];
+        mat w, u;
+        make_mat(w, 1, sh.N, sh.K, false);
+        if (sh.geglu) make_mat(u, 1, sh.N, sh.K, false);
+        dev_x d;
+        make_x(d, M, sh.K, M * sh.N);
+        unsetenv("G4_GEMM_TILE");
+        double single, best = time_run(w, sh.geglu ? &u : nullptr, d, M, st, &single);
+        const double f = (sh.geglu ? 4.0 : 2.0) * M * (double)sh.N * sh.K / 1e6;
+        printf("sweep M=%d %-14s default %.1f us [%.0f]\n", M, sh.name, best, f / best);
+        int bb = 0, bs = 0;
+        for (int bt : bts)
+            for (int sp : sps) {
+                if (sp > 1 && sp > sh.K / 128 / 2) continue;
+                char v[32];
+                snprintf(v, sizeof v, "%d,%d", bt, sp);
+                setenv("G4_GEMM_TILE", v, 1);
+                const double us = time_run(w, sh.geglu ? &u : nullptr, d, M, st, &single);
+                printf("sweep M=%d %-14s BT=%3d split=%d %8.1f us [%3.0f]\n", M, sh.name, bt, sp, us, f / us);
+                if (us < best) best = us, bb = bt, bs = sp;
+            }
+        unsetenv("G4_GEMM_TILE");
+        printf("sweep M=%d %-14s best %s%d,%d %.1f us [%.0f]\n", M, sh.name, bb ? "G4_GEMM_TILE=" : "default ", bb, bs,
+               best, f / best);
+        fflush(stdout);
+        free_x(d);
+        free_mat(w);
+        if (sh.geglu) free_mat(u);
+    }
+    CK(cudaStreamDestroy(st));
+}
+
 int main(int argc, char **argv) {
     bool quick = false;
+    int sweep = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--sweep") && i + 1 < argc) sweep = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kernels") && i + 1 < argc) {
             const char *list = argv[++i];
             for (int k = 0; k < NKERN; k++) {
@@ -417,7 +461,7 @@ int main(int argc, char **argv) {
                         g_on[k] = true;
             }
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--kernels wgmma,mma,wgmma0]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--kernels wgmma,mma,wgmma0] [--sweep M]\n", argv[0]);
             return 2;
         }
     }
@@ -426,6 +470,10 @@ int main(int argc, char **argv) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, dev));
     printf("device: %s, %d SMs, cc %d.%d\n", prop.name, prop.multiProcessorCount, prop.major, prop.minor);
+    if (sweep > 0) {
+        run_sweep(sweep);
+        return 0;
+    }
 
     /* small and odd shapes with both kernels (wgmma takes FP8 with K % 128 == 0; the rest falls back to
      * mma.sync: K = 200 unaligned rows, K = 96 and 208 partial stages, BF16) */
