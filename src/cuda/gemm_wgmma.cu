@@ -54,7 +54,8 @@
  * it serialize the wgmmas (C7512, "insufficient register resources"), hence
  * BT <= 208 (162 registers).
  *
- * Split K over gridDim.z when the tiles alone leave SMs idle (N = 3840), with
+ * Tile and split choice: pick_tiles (a wave-aware cost model; G4_GEMM_TILE
+ * overrides it). Split K over gridDim.z when the tiles alone leave SMs idle (N = 3840), with
  * the partial sums in a scratch [split][M][cols] and a reduction kernel that
  * adds them in a fixed order (and applies GeGLU if asked).
  *
