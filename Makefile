@@ -124,9 +124,10 @@ test-gpu: gpu-tests
 	G4_TEST_DEVICE=cuda tests/run.sh --no-scripts $(GPU_TESTS)
 # GPU check and timing of the prefill GEMM (run it on a machine with an H100):
 # make build/tests/gpu/gemm_check && build/tests/gpu/gemm_check
-$(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/common.cuh src/cuda/kernels.h
+$(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh \
+                               src/cuda/kernels.h src/cuda/gemm_wgmma.h src/cuda/wgmma_ops.cuh
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu
 
 # GPU check and timing of the W8A8 prefill GEMM (cuBLASLt block scaling; H100):
 # make build/tests/gpu/w8a8_check && build/tests/gpu/w8a8_check [--quick]

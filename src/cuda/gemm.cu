@@ -1,4 +1,8 @@
 /* Prefill GEMM (M > 8 tokens) with the weights kept FP8 (or BF16) in HBM:
+ * the entry points and the mma.sync kernel. For FP8 weights with K % 128 == 0
+ * (the 12B's shapes) gemm_run hands over to the Hopper wgmma kernel in
+ * gemm_wgmma.cu (same numerics); this kernel serves BF16 and odd shapes, and
+ * every shape under G4_GEMM=mma.
  *
  *   y[m][r] = sum_k x[m][k] * code[r][k] * scale[r/128][k/128]
  *
@@ -81,7 +85,11 @@
  */
 #include <stdio.h>
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "cuda/common.cuh"
+#include "cuda/gemm_wgmma.h"
 #include "cuda/kernels.h"
 
 #define GEMM_THREADS 256
@@ -428,6 +436,7 @@ static int g_sms;
 
 /* Frees the scratch (the CUDA backend calls it when it is freed). */
 extern "C" void g4k_gemm_release(void) {
+    g4k_gemm_wgmma_release();
     cudaDeviceSynchronize();
     if (g_xh) cudaFree(g_xh);
     if (g_ws) cudaFree(g_ws);
@@ -476,6 +485,10 @@ static void launch_nt(int nt8, const gemm_params &p, dim3 grid, cudaStream_t s) 
 /* gate == NULL: plain y = x W^T; else GeGLU with W = gate, U = up. */
 static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const float *x, int M, cudaStream_t s) {
     if (M <= 0 || w->rows <= 0) return;
+    /* G4_GEMM=mma: this file's mma.sync kernel for every shape (else wgmma where it applies); read on
+     * every call so that a benchmark can compare both in one process */
+    const char *env = getenv("G4_GEMM");
+    if (!(env && !strcmp(env, "mma")) && g4k_gemm_wgmma(w, up, y, x, M, s) <= 0) return;
     const int N = w->rows, K = w->cols, WB = w->fp8 ? 1 : 2;
     const bool geglu = up != nullptr;
     if (!g_sms) {

@@ -1,4 +1,7 @@
-/* GPU check and timing of g4k_gemm / g4k_gemm_geglu (src/cuda/gemm.cu).
+/* GPU check and timing of g4k_gemm / g4k_gemm_geglu (src/cuda/gemm.cu and
+ * gemm_wgmma.cu), every case with three kernels: "wgmma" (the default path),
+ * "mma" (G4_GEMM=mma, the mma.sync kernel) and "wgmma0" (G4_GEMM=wgmma0, the
+ * wgmma kernel without the warpgroup stagger).
  *
  * For each case: random FP8 codes (never the NaN codes 0x7F/0xFF) with varied
  * per-128x128-block scales (or random BF16 weights), random x (never zero, a
@@ -16,12 +19,25 @@
  * BF16 -> FP16 conversion (exact in the normal FP16 range). GeGLU outputs see
  * the same relative error amplified by at most gelu's condition number (~1-2).
  *
- * The 12B shapes are also timed (warm-up 3, median of 20 launches, events),
- * counting 2*M*N*K flops per matrix; the time includes the x -> FP16 pre-pass
- * and the split-K reduction when used: everything g4k_gemm does.
+ * The 12B shapes are also timed at M = 17, 64, 145, 512, 1024, 2048 (--quick:
+ * 145 and 1024): the mean of 20 back-to-back calls between two events (the
+ * reported figure; the GPU stays busy as in the forward pass) and the median
+ * of 20 single calls (events around each, so it includes the host's launch
+ * latency; the figure perf-log.md used before), counting 2*M*N*K flops per
+ * matrix; the time includes the x -> FP16 pre-pass and the split-K reduction
+ * when used: everything g4k_gemm does. A summary table gives each
+ * shape's time per kernel and the sum over the 48 layers (40 sliding + 8 full).
+ * Two calls are also captured in a CUDA graph and replayed: the result must be
+ * bitwise equal to the direct call's.
  *
- * Build: make build/tests/gpu/gemm_check; run: build/tests/gpu/gemm_check [--quick]
- * Last line: "gemm_check: N passed, N failed". */
+ * Output: "check ..." lines (correctness cases), "graph ..." lines, "time ..."
+ * lines (shape, kernel, M, err, us, TFLOP/s), the summary, and last
+ * "gemm_check: N passed, N failed" (exit status 1 if any failed).
+ * Build: make build/tests/gpu/gemm_check
+ * Run: build/tests/gpu/gemm_check [--quick] [--kernels wgmma,mma,wgmma0] (default: all three; a kernel that
+ * traps kills the process's CUDA context, so --kernels mma still measures the baseline)
+ * Tuning: build/tests/gpu/gemm_check --sweep 145 times every token tile x K split (G4_GEMM_TILE=BT,SPLITS)
+ * of the wgmma kernel for each 12B shape at that M (no correctness check; prints the best per shape). */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -126,165 +142,395 @@ static void deq_row(const mat &w, int r, double *out) {
 
 static double gelu(double v) { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 
-struct result {
-    char name[64];
-    int M, N, K;
-    double err;
-    bool ok;
-    double us, tflops;
-};
-static std::vector<result> g_results;
 static int g_pass, g_fail;
 
-/* One case: plain (geglu 0) or GeGLU; time it when `timed`. */
-static void run_case(const char *name, int fp8, int M, int N, int K, bool geglu, bool timed, bool zero_scales,
-                     int check_rows) {
-    mat w, u;
-    make_mat(w, fp8, N, K, zero_scales);
-    if (geglu) make_mat(u, fp8, N, K, zero_scales);
-    std::vector<float> x((size_t)M * K);
-    for (auto &v : x) {
+/* Which kernel g4k_gemm uses (G4_GEMM is read on every call): the default (wgmma), gemm.cu's mma.sync
+ * kernel (G4_GEMM=mma), and wgmma without the warpgroup stagger (G4_GEMM=wgmma0). */
+#define NKERN 3
+static const char *const kernels[NKERN] = {"wgmma", "mma", "wgmma0"};
+static bool g_on[NKERN] = {true, true, true};
+static void select_kernel(int k) {
+    if (k == 0) unsetenv("G4_GEMM");
+    else setenv("G4_GEMM", kernels[k], 1);
+}
+
+struct dev_x {
+    std::vector<float> x;
+    float *dx = nullptr, *dy = nullptr;
+};
+static void make_x(dev_x &d, int M, int K, int ny) {
+    d.x.resize((size_t)M * K);
+    for (auto &v : d.x) {
         double mag = 0.05 + urand() * 2.0;
         if (urand() < 0.01) mag *= 50.0;
         v = (float)(rnd() & 1 ? mag : -mag);
     }
-    float *dx, *dy;
-    const size_t ny = (size_t)M * N;
-    CK(cudaMalloc(&dx, x.size() * sizeof(float)));
-    CK(cudaMemcpy(dx, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
-    CK(cudaMalloc(&dy, ny * sizeof(float)));
-    cudaStream_t st;
-    CK(cudaStreamCreate(&st));
-    g4_stream gs = reinterpret_cast<g4_stream>(st);
+    CK(cudaMalloc(&d.dx, d.x.size() * sizeof(float)));
+    CK(cudaMemcpy(d.dx, d.x.data(), d.x.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&d.dy, (size_t)ny * sizeof(float)));
+}
+static void free_x(dev_x &d) {
+    CK(cudaFree(d.dx));
+    CK(cudaFree(d.dy));
+}
 
-    auto launch = [&]() {
-        if (geglu) g4k_gemm_geglu(&w.dm, &u.dm, dy, dx, M, gs);
-        else g4k_gemm(&w.dm, dy, dx, M, gs);
-        CK(cudaGetLastError());
-    };
-
-    /* poison (NaN), run, check */
-    CK(cudaMemsetAsync(dy, 0xff, ny * sizeof(float), st));
-    launch();
-    CK(cudaStreamSynchronize(st));
-    std::vector<float> y(ny);
-    CK(cudaMemcpy(y.data(), dy, ny * sizeof(float), cudaMemcpyDeviceToHost));
-    size_t unwritten = 0;
-    for (size_t i = 0; i < ny; i++)
-        if (!std::isfinite(y[i])) unwritten++;
-
-    /* reference rows: all, or a subset with the edges of tiles and scale blocks */
+/* Reference rows: all (check_rows <= 0), or a subset with the edges of tiles and scale blocks. */
+static std::vector<int> pick_rows(int N, int check_rows) {
     std::vector<int> rows;
     if (check_rows <= 0 || check_rows >= N) {
         for (int r = 0; r < N; r++) rows.push_back(r);
-    } else {
-        const int edge[] = {0, 1, 63, 64, 127, 128, 129, N / 2, N - 129, N - 128, N - 65, N - 64, N - 2, N - 1};
-        for (int r : edge)
-            if (r >= 0 && r < N) rows.push_back(r);
-        while ((int)rows.size() < check_rows) rows.push_back((int)(rnd() % N));
+        return rows;
     }
-    std::vector<double> wr(K), ur(K);
-    double num = 0, den = 0;
-    for (int r : rows) {
-        deq_row(w, r, wr.data());
-        if (geglu) deq_row(u, r, ur.data());
+    const int edge[] = {0, 1, 63, 64, 127, 128, 129, N / 2, N - 129, N - 128, N - 65, N - 64, N - 2, N - 1};
+    for (int r : edge)
+        if (r >= 0 && r < N) rows.push_back(r);
+    while ((int)rows.size() < check_rows) rows.push_back((int)(rnd() % N));
+    return rows;
+}
+
+/* ref[i][m] for rows[i], in double */
+static std::vector<double> reference(const mat &w, const mat *u, const std::vector<float> &x, int M,
+                                     const std::vector<int> &rows) {
+    const int K = w.cols;
+    std::vector<double> wr(K), ur(K), ref(rows.size() * (size_t)M);
+    for (size_t i = 0; i < rows.size(); i++) {
+        deq_row(w, rows[i], wr.data());
+        if (u) deq_row(*u, rows[i], ur.data());
         for (int m = 0; m < M; m++) {
             const float *xm = &x[(size_t)m * K];
             double a = 0, b = 0;
             for (int k = 0; k < K; k++) a += xm[k] * wr[k];
-            if (geglu) {
+            if (u) {
                 for (int k = 0; k < K; k++) b += xm[k] * ur[k];
                 a = gelu(a) * b;
             }
-            const double d = y[(size_t)m * N + r] - a;
-            num += d * d, den += a * a;
+            ref[i * M + m] = a;
         }
     }
-    double err = den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
-    if (!(err == err)) err = INFINITY;
-    const bool ok = unwritten == 0 && err < 2e-3;
+    return ref;
+}
 
-    double us = 0, tf = 0;
-    if (timed) {
-        cudaEvent_t e0, e1;
-        CK(cudaEventCreate(&e0));
-        CK(cudaEventCreate(&e1));
-        for (int i = 0; i < 3; i++) launch();
-        std::vector<float> ms;
-        for (int i = 0; i < 20; i++) {
-            CK(cudaEventRecord(e0, st));
-            launch();
-            CK(cudaEventRecord(e1, st));
-            CK(cudaEventSynchronize(e1));
-            float t;
-            CK(cudaEventElapsedTime(&t, e0, e1));
-            ms.push_back(t);
+struct outcome {
+    double err;
+    size_t unwritten;
+    bool ok;
+};
+
+/* Poison y with NaN, run once, compare with the reference. */
+static outcome check_run(const mat &w, const mat *u, dev_x &d, int M, const std::vector<int> &rows,
+                         const std::vector<double> &ref, cudaStream_t st) {
+    const int N = w.rows;
+    const size_t ny = (size_t)M * N;
+    g4_stream gs = reinterpret_cast<g4_stream>(st);
+    CK(cudaMemsetAsync(d.dy, 0xff, ny * sizeof(float), st));
+    if (u) g4k_gemm_geglu(&w.dm, &u->dm, d.dy, d.dx, M, gs);
+    else g4k_gemm(&w.dm, d.dy, d.dx, M, gs);
+    CK(cudaGetLastError());
+    CK(cudaStreamSynchronize(st));
+    std::vector<float> y(ny);
+    CK(cudaMemcpy(y.data(), d.dy, ny * sizeof(float), cudaMemcpyDeviceToHost));
+    outcome o = {0, 0, false};
+    for (size_t i = 0; i < ny; i++)
+        if (!std::isfinite(y[i])) o.unwritten++;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < rows.size(); i++)
+        for (int m = 0; m < M; m++) {
+            const double a = ref[i * M + m], dd = y[(size_t)m * N + rows[i]] - a;
+            num += dd * dd, den += a * a;
         }
-        std::sort(ms.begin(), ms.end());
-        us = 1e3 * ms[ms.size() / 2];
-        tf = (geglu ? 4.0 : 2.0) * M * (double)N * K / (us * 1e-6) / 1e12;
-        CK(cudaEventDestroy(e0));
-        CK(cudaEventDestroy(e1));
+    o.err = den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
+    if (!(o.err == o.err)) o.err = INFINITY;
+    o.ok = o.unwritten == 0 && o.err < 2e-3;
+    return o;
+}
+
+/* Times in microseconds: *single = median of 20 single launches between events (after 3 warm-ups;
+ * includes the host's launch latency), return value = mean of 20 back-to-back calls (the GPU kept busy,
+ * as in the forward pass). */
+static double time_run(const mat &w, const mat *u, dev_x &d, int M, cudaStream_t st, double *single) {
+    g4_stream gs = reinterpret_cast<g4_stream>(st);
+    auto launch = [&]() {
+        if (u) g4k_gemm_geglu(&w.dm, &u->dm, d.dy, d.dx, M, gs);
+        else g4k_gemm(&w.dm, d.dy, d.dx, M, gs);
+    };
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int i = 0; i < 3; i++) launch();
+    CK(cudaGetLastError());
+    std::vector<float> ms;
+    for (int i = 0; i < 20; i++) {
+        CK(cudaEventRecord(e0, st));
+        launch();
+        CK(cudaEventRecord(e1, st));
+        CK(cudaEventSynchronize(e1));
+        float t;
+        CK(cudaEventElapsedTime(&t, e0, e1));
+        ms.push_back(t);
     }
-    printf("%-28s M=%5d N=%6d K=%6d %s%s rows=%zu err=%.3e unwritten=%zu %s", name, M, N, K, fp8 ? "fp8 " : "bf16",
-           geglu ? " geglu" : "      ", rows.size(), err, unwritten, ok ? "ok" : "FAIL");
-    if (timed) printf("  %.1f us  %.1f TFLOP/s", us, tf);
-    printf("\n");
+    std::sort(ms.begin(), ms.end());
+    *single = 1e3 * ms[ms.size() / 2];
+    launch(); /* keeps the GPU busy while the timed calls are queued */
+    CK(cudaEventRecord(e0, st));
+    for (int i = 0; i < 20; i++) launch();
+    CK(cudaEventRecord(e1, st));
+    CK(cudaEventSynchronize(e1));
+    float t;
+    CK(cudaEventElapsedTime(&t, e0, e1));
+    CK(cudaGetLastError());
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return 1e3 * t / 20;
+}
+
+/* One correctness case (no timing) for the selected kernel. */
+static void run_case(const char *name, int kern, int fp8, int M, int N, int K, bool geglu, bool zero_scales,
+                     int check_rows) {
+    select_kernel(kern);
+    mat w, u;
+    make_mat(w, fp8, N, K, zero_scales);
+    if (geglu) make_mat(u, fp8, N, K, zero_scales);
+    dev_x d;
+    make_x(d, M, K, M * N);
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    const std::vector<int> rows = pick_rows(N, check_rows);
+    const std::vector<double> ref = reference(w, geglu ? &u : nullptr, d.x, M, rows);
+    const outcome o = check_run(w, geglu ? &u : nullptr, d, M, rows, ref, st);
+    printf("check %-22s %-5s M=%5d N=%6d K=%6d %s%s rows=%zu err=%.3e unwritten=%zu %s\n", name, kernels[kern], M, N,
+           K, fp8 ? "fp8 " : "bf16", geglu ? " geglu" : "      ", rows.size(), o.err, o.unwritten,
+           o.ok ? "ok" : "FAIL");
     fflush(stdout);
-    result res;
-    snprintf(res.name, sizeof res.name, "%s", name);
-    res.M = M, res.N = N, res.K = K, res.err = err, res.ok = ok, res.us = us, res.tflops = tf;
-    g_results.push_back(res);
-    (ok ? g_pass : g_fail)++;
-
+    (o.ok ? g_pass : g_fail)++;
     CK(cudaStreamDestroy(st));
-    CK(cudaFree(dx));
-    CK(cudaFree(dy));
+    free_x(d);
     free_mat(w);
     if (geglu) free_mat(u);
 }
 
+/* The 12B's GEMMs (model.md): rows N, cols K; geglu = gate and up in one call. */
+struct shape {
+    const char *name;
+    int N, K;
+    bool geglu;
+    int per_sliding, per_full; /* calls per sliding / full layer */
+};
+static const shape shapes[] = {
+    {"q sliding", 4096, 3840, false, 1, 0}, {"k/v sliding", 2048, 3840, false, 2, 0},
+    {"q full", 8192, 3840, false, 0, 1},    {"k full", 512, 3840, false, 0, 1},
+    {"o sliding", 3840, 4096, false, 1, 0}, {"o full", 3840, 8192, false, 0, 1},
+    {"gate+up geglu", 15360, 3840, true, 1, 1}, {"down", 3840, 15360, false, 1, 1},
+};
+#define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
+static const int timed_Ms[] = {17, 64, 145, 512, 1024, 2048};
+#define NMS (int)(sizeof timed_Ms / sizeof timed_Ms[0])
+static double g_us[NSHAPES][NMS][NKERN];
+
+/* Each 12B shape at each M with both kernels: error against the same float64 reference and time. */
+static void run_timed(int si, int check_rows, bool quick) {
+    const shape &sh = shapes[si];
+    mat w, u;
+    make_mat(w, 1, sh.N, sh.K, false);
+    if (sh.geglu) make_mat(u, 1, sh.N, sh.K, false);
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    for (int mi = 0; mi < NMS; mi++) {
+        const int M = timed_Ms[mi];
+        if (quick && M != 145 && M != 1024) continue;
+        dev_x d;
+        make_x(d, M, sh.K, M * sh.N);
+        const std::vector<int> rows = pick_rows(sh.N, M >= 1024 ? check_rows / 2 : check_rows);
+        const std::vector<double> ref = reference(w, sh.geglu ? &u : nullptr, d.x, M, rows);
+        for (int k = 0; k < NKERN; k++) {
+            if (!g_on[k]) continue;
+            select_kernel(k);
+            const outcome o = check_run(w, sh.geglu ? &u : nullptr, d, M, rows, ref, st);
+            double single;
+            const double us = time_run(w, sh.geglu ? &u : nullptr, d, M, st, &single);
+            const double tf = (sh.geglu ? 4.0 : 2.0) * M * (double)sh.N * sh.K / (us * 1e-6) / 1e12;
+            g_us[si][mi][k] = us;
+            printf("time  %-14s %-5s M=%5d N=%6d K=%6d%s err=%.3e unwritten=%zu %-4s %9.1f us %7.1f TFLOP/s"
+                   "  (single launch %.1f us)\n",
+                   sh.name, kernels[k], M, sh.N, sh.K, sh.geglu ? " (x2)" : "     ", o.err, o.unwritten,
+                   o.ok ? "ok" : "FAIL", us, tf, single);
+            fflush(stdout);
+            (o.ok ? g_pass : g_fail)++;
+        }
+        free_x(d);
+    }
+    CK(cudaStreamDestroy(st));
+    free_mat(w);
+    if (sh.geglu) free_mat(u);
+}
+
+/* A call captured in a CUDA graph after a first direct call must replay to the same bits. */
+static void run_graph(int M, int N, int K, bool geglu) {
+    select_kernel(0);
+    mat w, u;
+    make_mat(w, 1, N, K, false);
+    if (geglu) make_mat(u, 1, N, K, false);
+    dev_x d;
+    make_x(d, M, K, M * N);
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    g4_stream gs = reinterpret_cast<g4_stream>(st);
+    const size_t ny = (size_t)M * N;
+    auto launch = [&]() {
+        if (geglu) g4k_gemm_geglu(&w.dm, &u.dm, d.dy, d.dx, M, gs);
+        else g4k_gemm(&w.dm, d.dy, d.dx, M, gs);
+    };
+    launch();
+    CK(cudaStreamSynchronize(st));
+    std::vector<float> y0(ny), y1(ny);
+    CK(cudaMemcpy(y0.data(), d.dy, ny * sizeof(float), cudaMemcpyDeviceToHost));
+    CK(cudaMemset(d.dy, 0xff, ny * sizeof(float)));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+    launch();
+    CK(cudaStreamEndCapture(st, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    CK(cudaGraphLaunch(exec, st));
+    CK(cudaGraphLaunch(exec, st));
+    CK(cudaStreamSynchronize(st));
+    CK(cudaMemcpy(y1.data(), d.dy, ny * sizeof(float), cudaMemcpyDeviceToHost));
+    const bool ok = memcmp(y0.data(), y1.data(), ny * sizeof(float)) == 0;
+    printf("graph M=%d N=%d K=%d%s: replay %s the direct call\n", M, N, K, geglu ? " geglu" : "",
+           ok ? "bitwise equal to" : "DIFFERS from");
+    (ok ? g_pass : g_fail)++;
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaStreamDestroy(st));
+    free_x(d);
+    free_mat(w);
+    if (geglu) free_mat(u);
+}
+
+/* --sweep M: every token tile x split (G4_GEMM_TILE) for each 12B shape at M, wgmma, time only. */
+static void run_sweep(int M) {
+    static const int bts[] = {24, 32, 48, 64, 80, 96, 128, 152, 176, 208};
+    static const int sps[] = {1, 2, 3, 4, 6, 8};
+    select_kernel(0);
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    for (int si = 0; si < NSHAPES; si++) {
+        const shape &sh = shapes[si];
+        mat w, u;
+        make_mat(w, 1, sh.N, sh.K, false);
+        if (sh.geglu) make_mat(u, 1, sh.N, sh.K, false);
+        dev_x d;
+        make_x(d, M, sh.K, M * sh.N);
+        unsetenv("G4_GEMM_TILE");
+        double single, best = time_run(w, sh.geglu ? &u : nullptr, d, M, st, &single);
+        const double f = (sh.geglu ? 4.0 : 2.0) * M * (double)sh.N * sh.K / 1e6;
+        printf("sweep M=%d %-14s default %.1f us [%.0f]\n", M, sh.name, best, f / best);
+        int bb = 0, bs = 0;
+        for (int bt : bts)
+            for (int sp : sps) {
+                if (sp > 1 && sp > sh.K / 128 / 2) continue;
+                char v[32];
+                snprintf(v, sizeof v, "%d,%d", bt, sp);
+                setenv("G4_GEMM_TILE", v, 1);
+                const double us = time_run(w, sh.geglu ? &u : nullptr, d, M, st, &single);
+                printf("sweep M=%d %-14s BT=%3d split=%d %8.1f us [%3.0f]\n", M, sh.name, bt, sp, us, f / us);
+                if (us < best) best = us, bb = bt, bs = sp;
+            }
+        unsetenv("G4_GEMM_TILE");
+        printf("sweep M=%d %-14s best %s%d,%d %.1f us [%.0f]\n", M, sh.name, bb ? "G4_GEMM_TILE=" : "default ", bb, bs,
+               best, f / best);
+        fflush(stdout);
+        free_x(d);
+        free_mat(w);
+        if (sh.geglu) free_mat(u);
+    }
+    CK(cudaStreamDestroy(st));
+}
+
 int main(int argc, char **argv) {
-    const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    bool quick = false;
+    int sweep = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--sweep") && i + 1 < argc) sweep = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--kernels") && i + 1 < argc) {
+            const char *list = argv[++i];
+            for (int k = 0; k < NKERN; k++) {
+                g_on[k] = false;
+                for (const char *p = strstr(list, kernels[k]); p; p = strstr(p + 1, kernels[k]))
+                    if ((p == list || p[-1] == ',') && (p[strlen(kernels[k])] == ',' || !p[strlen(kernels[k])]))
+                        g_on[k] = true;
+            }
+        } else {
+            fprintf(stderr, "usage: %s [--quick] [--kernels wgmma,mma,wgmma0] [--sweep M]\n", argv[0]);
+            return 2;
+        }
+    }
     int dev = 0;
     CK(cudaSetDevice(dev));
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, dev));
     printf("device: %s, %d SMs, cc %d.%d\n", prop.name, prop.multiProcessorCount, prop.major, prop.minor);
+    if (sweep > 0) {
+        run_sweep(sweep);
+        return 0;
+    }
 
-    /* odd shapes (K = 200: rows not 16-byte aligned -> synchronous weight loads; K = 96, 208: partial stages) */
-    const int Ms[] = {9, 64, 145, 1024};
-    for (int M : Ms) run_case("fp8 odd", 1, M, 300, 200, false, false, false, 0);
-    run_case("fp8 M=1", 1, 1, 300, 200, false, false, false, 0);
-    run_case("fp8 M=3", 1, 3, 256, 256, false, false, false, 0);
-    run_case("fp8 K=96", 1, 145, 300, 96, false, false, false, 0);
-    run_case("fp8 K=208", 1, 33, 136, 208, false, false, false, 0);
-    run_case("fp8 zero scales", 1, 77, 384, 1024, false, false, true, 0);
-    run_case("fp8 split-K", 1, 145, 300, 2048, false, false, false, 0);
-    run_case("fp8 M=17 N=4096", 1, 17, 4096, 3840, false, false, false, 48);
-    for (int M : Ms) run_case("fp8 geglu odd", 1, M, 300, 200, true, false, false, 0);
-    run_case("fp8 geglu split-K", 1, 145, 300, 2048, true, false, false, 0);
-    run_case("fp8 geglu aligned", 1, 100, 200, 256, true, false, false, 0);
-    run_case("bf16 aligned", 0, 145, 300, 200, false, false, false, 0);
-    run_case("bf16 unaligned", 0, 64, 300, 100, false, false, false, 0);
-    run_case("bf16 M=1000", 0, 1000, 264, 512, false, false, false, 0);
-    run_case("bf16 geglu", 0, 33, 300, 256, true, false, false, 0);
+    /* small and odd shapes with both kernels (wgmma takes FP8 with K % 128 == 0; the rest falls back to
+     * mma.sync: K = 200 unaligned rows, K = 96 and 208 partial stages, BF16) */
+    for (int k = 0; k < NKERN; k++) {
+        if (!g_on[k]) continue;
+        const int Ms[] = {9, 64, 145, 1024};
+        for (int M : Ms) run_case("fp8 odd", k, 1, M, 300, 200, false, false, 0);
+        run_case("fp8 M=1", k, 1, 1, 300, 200, false, false, 0);
+        run_case("fp8 M=3", k, 1, 3, 256, 256, false, false, 0);
+        run_case("fp8 K=96", k, 1, 145, 300, 96, false, false, 0);
+        run_case("fp8 K=128", k, 1, 145, 300, 128, false, false, 0);
+        run_case("fp8 K=208", k, 1, 33, 136, 208, false, false, 0);
+        run_case("fp8 zero scales", k, 1, 77, 384, 1024, false, true, 0);
+        run_case("fp8 split-K", k, 1, 145, 300, 2048, false, false, 0);
+        run_case("fp8 N=200 M=300", k, 1, 300, 200, 512, false, false, 0);
+        run_case("fp8 M=17 N=4096", k, 1, 17, 4096, 3840, false, false, 48);
+        run_case("fp8 M=250 N=1000", k, 1, 250, 1000, 1280, false, false, 0);
+        for (int M : Ms) run_case("fp8 geglu odd", k, 1, M, 300, 200, true, false, 0);
+        run_case("fp8 geglu split-K", k, 1, 145, 300, 2048, true, false, 0);
+        run_case("fp8 geglu aligned", k, 1, 100, 200, 256, true, false, 0);
+        run_case("fp8 geglu zero scales", k, 1, 200, 320, 1024, true, true, 0);
+        run_case("fp8 geglu M=600", k, 1, 600, 192, 512, true, false, 0);
+        run_case("bf16 aligned", k, 0, 145, 300, 200, false, false, 0);
+        run_case("bf16 unaligned", k, 0, 64, 300, 100, false, false, 0);
+        run_case("bf16 M=1000", k, 0, 1000, 264, 512, false, false, 0);
+        run_case("bf16 geglu", k, 0, 33, 300, 256, true, false, 0);
+    }
+    if (g_on[0]) {
+        run_graph(145, 15360, 3840, true);
+        run_graph(145, 3840, 15360, false);
+    }
 
     /* the 12B shapes, timed */
-    const int check = quick ? 16 : 48;
-    run_case("12B gate/up-like 145", 1, 145, 15360, 3840, false, true, false, check);
-    run_case("12B down 145", 1, 145, 3840, 15360, false, true, false, check);
-    run_case("12B gate/up-like 1024", 1, 1024, 15360, 3840, false, true, false, check);
-    run_case("12B down 1024", 1, 1024, 3840, 15360, false, true, false, check);
-    run_case("12B q 145", 1, 145, 4096, 3840, false, true, false, check);
-    run_case("12B o 145", 1, 145, 3840, 4096, false, true, false, check);
-    run_case("12B geglu 145", 1, 145, 15360, 3840, true, true, false, check);
-    if (!quick) run_case("12B geglu 1024", 1, 1024, 15360, 3840, true, true, false, check);
+    for (int si = 0; si < NSHAPES; si++) run_timed(si, quick ? 16 : 32, quick);
 
-    printf("\n%-28s %5s %6s %6s %10s %6s %10s %9s\n", "case", "M", "N", "K", "rel.err", "ok", "us", "TFLOP/s");
-    for (const result &r : g_results) {
-        printf("%-28s %5d %6d %6d %10.3e %6s", r.name, r.M, r.N, r.K, r.err, r.ok ? "ok" : "FAIL");
-        if (r.us > 0) printf(" %10.1f %9.1f", r.us, r.tflops);
+    /* summary: per M, each shape's time with both kernels, and the GEMM time of the 48-layer model */
+    printf("\nsummary: us per call (back-to-back mean) [TFLOP/s] for wgmma | mma | wgmma0\n");
+    for (int mi = 0; mi < NMS; mi++) {
+        if (g_us[0][mi][0] <= 0 && g_us[0][mi][1] <= 0 && g_us[0][mi][2] <= 0) continue;
+        const int M = timed_Ms[mi];
+        double t[NKERN] = {0, 0, 0};
+        for (int si = 0; si < NSHAPES; si++) {
+            const shape &sh = shapes[si];
+            const double f = (sh.geglu ? 4.0 : 2.0) * M * (double)sh.N * sh.K / 1e6;
+            printf("M=%-5d %-14s N=%6d K=%6d", M, sh.name, sh.N, sh.K);
+            for (int k = 0; k < NKERN; k++) {
+                if (g_us[si][mi][k] <= 0) {
+                    printf("  %13s", "-");
+                    continue;
+                }
+                printf("  %7.1f [%3.0f]", g_us[si][mi][k], f / g_us[si][mi][k]);
+                t[k] += g_us[si][mi][k] * (40 * shapes[si].per_sliding + 8 * shapes[si].per_full);
+            }
+            printf("\n");
+        }
+        printf("M=%-5d 48 layers' GEMMs (40 sliding + 8 full):", M);
+        for (int k = 0; k < NKERN; k++) printf("  %s %.2f ms", kernels[k], t[k] / 1e3);
         printf("\n");
     }
     printf("gemm_check: %d passed, %d failed\n", g_pass, g_fail);

@@ -1,0 +1,599 @@
+/* Prefill GEMM on Hopper's asynchronous warpgroup MMA (wgmma), FP8 weights:
+ *
+ *   y[m][r] = sum_k x[m][k] * code[r][k] * scale[r/128][k/128]
+ *
+ * Same numerics as the mma.sync kernel in gemm.cu ("exact weight-only"): each
+ * E4M3 code is converted exactly to FP16 in registers, x is rounded once to
+ * FP16, the products are summed in FP32 and the block scale is applied to the
+ * FP32 accumulators once per 128-wide K block. gemm.cu calls this path for FP8
+ * weights with K % 128 == 0 (the 12B's shapes) and keeps mma.sync for the rest
+ * (BF16, small test models); G4_GEMM=mma forces mma.sync everywhere.
+ *
+ * Roles: weight rows are wgmma's M side (64 rows per warpgroup, A operand from
+ * registers), tokens are its N side (BT = 24..208 tokens, B operand in shared
+ * memory), so a tile follows the prompt length in steps of 8 (145 tokens run as
+ * one 152-token tile, 5 % padding).
+ *
+ * CTA: 288 threads. Warps 0-7 are two consumer warpgroups; warpgroup w owns the
+ * 64-row "segment" w of the CTA's 128 rows (plain GEMM: the two halves of one
+ * 128-row block; GeGLU: rows r0..r0+63 of gate and the same rows of up, so the
+ * epilogue forms gelu(gate) * up through shared memory). A 64-row segment lies
+ * inside one 128-row scale block, so each warpgroup sees one scale per K block.
+ * Warp 8 is the producer: one lane issues the bulk tensor copies (TMA).
+ *
+ * Pipeline: STAGES slots of 64 k each (as many as fit in 227 KB, at most 8),
+ * a "full" mbarrier per slot (the copies complete it by byte count) and an
+ * "empty" one (each consumer warp arrives once its wgmmas that read the slot
+ * have completed). A slot holds
+ *   - weights: 2 segments x 64 rows x 64 bytes, copied with the 64-byte
+ *     swizzle (16-byte chunk c of row r at c ^ ((r >> 1) & 3)), so that the
+ *     32-bit fragment loads below are free of bank conflicts;
+ *   - activations: BT rows x 64 FP16 (128 bytes), 128-byte swizzle (chunk c of
+ *     row r at c ^ (r & 7)): wgmma's canonical K-major layout, read through a
+ *     descriptor (stride 1024 bytes per 8 rows; +32 bytes per k16 step).
+ * Rows past N, tokens past M and nothing else are zero-filled by the copy
+ * engine; a segment entirely past N is not loaded and not computed.
+ *
+ * Weights into registers: per k16 step a thread needs the A fragment of rows
+ * g and g + 8 of its warp's 16 rows at k = {2t, 2t+1, 2t+8, 2t+9}. The
+ * activations are stored K-permuted instead (the x -> FP16 pre-pass writes
+ * physical k = 4t + i of each 16-group at logical position {2t, 2t+1, 2t+8,
+ * 2t+9}[i]), so a thread's 4 codes of a row are one aligned 32-bit word: one
+ * shared load and two cvt.rn.f16x2.e4m3x2 per 4 codes. The same permutation
+ * applies to both operands of every product, so the dot products are exact
+ * sums over the same pairs.
+ *
+ * Scales: like gemm.cu, the accumulators hold sum_kb P_kb * s_kb / s_cur and
+ * are multiplied by s_cur / s_new when the K block's scale changes (after
+ * waiting for the wgmmas in flight); the epilogue multiplies by s_cur. Blocks
+ * with scale 0 are skipped.
+ *
+ * The wgmmas of one stage (4 x m64nBTk16) form one commit group; a warpgroup
+ * lets one group stay in flight while it converts the next stage's weights.
+ * With 288 threads ptxas caps a thread at 168 registers: BT = 224 already made
+ * it serialize the wgmmas (C7512, "insufficient register resources"), hence
+ * BT <= 208 (162 registers).
+ *
+ * Tile and split choice: pick_tiles (a wave-aware cost model; G4_GEMM_TILE
+ * overrides it). Split K over gridDim.z when the tiles alone leave SMs idle (N = 3840), with
+ * the partial sums in a scratch [split][M][cols] and a reduction kernel that
+ * adds them in a fixed order (and applies GeGLU if asked).
+ *
+ * Expected speed (predicted, not yet measured; H100 at the measured 792 TFLOP/s
+ * dense FP16, 6.0 per SM): M = 145, N = 15360, K = 3840 is 120 CTAs of 128 rows
+ * x 152 tokens (91 % of the SMs, 95 % of the tokens useful), 25 us of tensor
+ * time per CTA at the full rate; with the per-K-block drains, the pre-pass and
+ * the epilogue about 35-43 us, 400-500 TFLOP/s (mma.sync: 79 us). GeGLU (240
+ * CTAs, two waves) about twice that; down (split 4 + reduction) 40-45 us; the
+ * small q/k/v/o calls (4.6 GFLOP) 12-16 us, dominated by the fixed costs.
+ * If it falls short, the suspects: the drain at every K block (G4_GEMM=wgmma0
+ * vs the default shows what the stagger buys), L2 -> SM bandwidth for the
+ * activation tiles (each CTA reads BT x 128 bytes per 64 k against 8 KB of
+ * weights; TMA multicast over a cluster of two row tiles would halve it), and
+ * the 12 idle SMs at M = 145.
+ *
+ * All kernels here are launched with programmatic dependent launch: the GEMM's
+ * producer starts streaming weights while the x -> FP16 pre-pass still runs,
+ * and waits (griddepcontrol.wait) before its first activation copy.
+ * Scratch (FP16 x, split-K partials) is process-wide and grows on demand
+ * (stream synchronized first): not thread-safe, and the first call for a
+ * shape must run outside graph capture. */
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/common.cuh"
+#include "cuda/gemm_wgmma.h"
+#include "cuda/kernels.h"
+#include "cuda/wgmma_ops.cuh"
+
+#define WG_THREADS 288          /* 2 consumer warpgroups + 1 producer warp */
+#define WG_BK 64                /* k per stage */
+#define WG_W_STAGE (128 * WG_BK) /* weight bytes per stage */
+#define WG_SMEM_LIMIT (227 * 1024)
+
+enum { WG_PLAIN = 0, WG_GEGLU = 1 };
+
+template <int BT>
+struct wg_cfg {
+    static constexpr int STAGE = WG_W_STAGE + BT * WG_BK * 2;
+    static constexpr int FIT = (WG_SMEM_LIMIT - 1024 - 256) / STAGE;
+    static constexpr int STAGES = FIT > 8 ? 8 : FIT;
+    static constexpr int SMEM = STAGES * STAGE + 1024; /* + slack to align the base to 1024 */
+    static_assert(STAGES >= 3, "pipeline too shallow");
+    static_assert(STAGES * STAGE >= BT * 256, "GeGLU exchange must fit");
+};
+
+struct wg_params {
+    CUtensorMap tm_w[2];  /* segment s: [rows][K] codes, box 64 k x 64 rows, 64-byte swizzle */
+    CUtensorMap tm_x;     /* [M][K] FP16 (K-permuted), box 64 k x BT tokens, 128-byte swizzle */
+    const float *scales[2];
+    float *out[2];        /* segment s writes out[s][m * ld + row] (+ split * split_stride) */
+    int row0[2], row_step[2]; /* first row of segment s in row tile t: row0 + t * row_step */
+    int rows, ld, M, kblocks;
+    int kb_base, kb_rem;  /* split z gets kb_base + (z < kb_rem) K blocks */
+    int stagger;          /* 1: warpgroup 1 starts one K block after warpgroup 0 */
+    size_t split_stride;
+};
+
+/* ---------------- PTX wrappers ---------------- */
+
+__device__ __forceinline__ uint32_t wg_smem_u32(const void *p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ bool mbar_try(uint32_t bar, uint32_t parity) {
+    uint32_t ok;
+    asm volatile("{\n\t.reg .pred P1;\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%1], %2;\n\t"
+                 "selp.b32 %0, 1, 0, P1;\n}\n"
+                 : "=r"(ok)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+    return ok != 0;
+}
+/* Waits for the phase of `parity` to complete. A wait of more than 4 s means a broken
+ * pipeline (a bug, not a slow GPU): trap (cudaErrorLaunchFailure) rather than hang the process.
+ * (No printf: a call inside the wgmma pipeline makes ptxas serialize the wgmmas, C7510.) */
+__device__ __forceinline__ void mbar_wait_slow(uint32_t bar, uint32_t parity) {
+    uint64_t t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    for (uint32_t n = 1;; n++) {
+        if (mbar_try(bar, parity)) return;
+        if ((n & 1023) == 0) {
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+            if (t - t0 > 4000000000ull) __trap();
+        }
+    }
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    if (!mbar_try(bar, parity)) mbar_wait_slow(bar, parity);
+}
+__device__ __forceinline__ void tma_2d(uint32_t dst, const CUtensorMap *map, int c0, int c1, uint32_t bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+            dst),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+__device__ __forceinline__ void tma_prefetch_map(const CUtensorMap *map) {
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* Pins the accumulators after a wait: the compiler must not move their uses above it. */
+template <int N>
+__device__ __forceinline__ void fence_regs(float *r) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+__device__ __forceinline__ uint32_t wg_lds32(uint32_t a) {
+    uint32_t v;
+    asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(a));
+    return v;
+}
+/* Four E4M3 codes -> (c0, c1) and (c2, c3) as FP16 pairs (exact). */
+__device__ __forceinline__ void wg_e4m3x4(uint32_t w, uint32_t &lo, uint32_t &hi) {
+    asm("{\n\t.reg .b16 l, h;\n\tmov.b32 {l, h}, %2;\n\t"
+        "cvt.rn.f16x2.e4m3x2 %0, l;\n\tcvt.rn.f16x2.e4m3x2 %1, h;\n\t}\n"
+        : "=r"(lo), "=r"(hi)
+        : "r"(w));
+}
+/* Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart. */
+__device__ __forceinline__ uint64_t desc_sw128(uint32_t saddr) {
+    return (uint64_t)((saddr & 0x3FFFFu) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+__device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+__device__ __forceinline__ void stagger_arrive() { asm volatile("bar.arrive 2, 256;\n" ::: "memory"); }
+__device__ __forceinline__ void stagger_wait() { asm volatile("bar.sync 2, 256;\n" ::: "memory"); }
+
+/* ---------------- kernels ---------------- */
+
+template <int BT, int EPI>
+__global__ void __launch_bounds__(WG_THREADS, 1) wg_gemm_kernel(const __grid_constant__ wg_params p) {
+    constexpr int STAGES = wg_cfg<BT>::STAGES, STAGE = wg_cfg<BT>::STAGE;
+    extern __shared__ uint8_t smem_raw[];
+    __shared__ __align__(8) uint64_t bars[2 * STAGES];
+    const uint32_t raw = wg_smem_u32(smem_raw);
+    const uint32_t base = (raw + 1023u) & ~1023u; /* the swizzle patterns repeat every 1024 bytes */
+    const uint32_t full0 = wg_smem_u32(bars), empty0 = full0 + 8 * STAGES;
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int tok0 = blockIdx.x * BT, tile = blockIdx.y, split = blockIdx.z;
+    const int kb_begin = split * p.kb_base + min(split, p.kb_rem);
+    const int kb_end = kb_begin + p.kb_base + (split < p.kb_rem ? 1 : 0);
+    const int n_it = 2 * (kb_end - kb_begin); /* 64-wide stages */
+
+    if (tid == 0) {
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(full0 + 8 * s, 1);
+            mbar_init(empty0 + 8 * s, 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (warp == 8) { /* ---- producer ---- */
+        if (lane == 0) {
+            const int r0 = p.row0[0] + tile * p.row_step[0], r1 = p.row0[1] + tile * p.row_step[1];
+            const bool a0 = r0 < p.rows, a1 = r1 < p.rows;
+            const uint32_t bytes = (a0 ? 4096u : 0u) + (a1 ? 4096u : 0u) + BT * WG_BK * 2;
+            tma_prefetch_map(&p.tm_w[0]);
+            tma_prefetch_map(&p.tm_w[1]);
+            tma_prefetch_map(&p.tm_x);
+            const int pre = n_it < STAGES ? n_it : STAGES;
+            /* weights do not depend on the previous kernel: start them before waiting for it */
+            for (int it = 0; it < pre; it++) {
+                const uint32_t st = base + it * STAGE, bar = full0 + 8 * it;
+                const int k = (2 * kb_begin + it) * WG_BK;
+                mbar_expect_tx(bar, bytes);
+                if (a0) tma_2d(st, &p.tm_w[0], k, r0, bar);
+                if (a1) tma_2d(st + 4096, &p.tm_w[1], k, r1, bar);
+            }
+            g4k_wait_inputs();
+            for (int it = 0; it < pre; it++)
+                tma_2d(base + it * STAGE + WG_W_STAGE, &p.tm_x, (2 * kb_begin + it) * WG_BK, tok0, full0 + 8 * it);
+            for (int it = pre; it < n_it; it++) {
+                const int slot = it % STAGES;
+                const uint32_t st = base + slot * STAGE, bar = full0 + 8 * slot;
+                const int k = (2 * kb_begin + it) * WG_BK;
+                mbar_wait(empty0 + 8 * slot, ((it / STAGES) - 1) & 1);
+                mbar_expect_tx(bar, bytes);
+                if (a0) tma_2d(st, &p.tm_w[0], k, r0, bar);
+                if (a1) tma_2d(st + 4096, &p.tm_w[1], k, r1, bar);
+                tma_2d(st + WG_W_STAGE, &p.tm_x, k, tok0, bar);
+            }
+        }
+        return;
+    }
+
+    /* ---- consumers: warpgroup wg computes segment wg; warp wq of it rows 16 wq .. 16 wq + 15 ---- */
+    const int wg = warp >> 2, wq = warp & 3, g = lane >> 2, t = lane & 3;
+    const int seg_row = p.row0[wg] + tile * p.row_step[wg];
+    const bool active = seg_row < p.rows;
+    const float *srow = p.scales[wg] + (size_t)(active ? seg_row >> 7 : 0) * p.kblocks;
+    const uint32_t w_off = wg * 4096 + (16 * wq + g) * 64 + 4 * t; /* row g; row g + 8 is 512 bytes on */
+    const uint32_t swz = (g >> 1) & 3;                               /* same for rows g and g + 8 */
+
+    float acc[BT / 2];
+#pragma unroll
+    for (int i = 0; i < BT / 2; i++) acc[i] = 0.0f;
+    float s_cur = 0.0f;
+
+    /* One 64-wide stage: wait for its data, convert this thread's weight fragments,
+     * issue 4 wgmmas, and release the previous stage once its wgmmas are done. */
+    auto stage = [&](int it, bool mma) {
+        const int slot = it % STAGES;
+        mbar_wait(full0 + 8 * slot, (it / STAGES) & 1);
+        if (mma) {
+            const uint32_t sw = base + slot * STAGE + w_off, sx = base + slot * STAGE + WG_W_STAGE;
+            uint32_t a[4][4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint32_t ad = sw + ((j ^ swz) << 4);
+                wg_e4m3x4(wg_lds32(ad), a[j][0], a[j][2]);
+                wg_e4m3x4(wg_lds32(ad + 512), a[j][1], a[j][3]);
+            }
+            wgmma_fence();
+#pragma unroll
+            for (int j = 0; j < 4; j++) wgmma_rs<BT>(acc, a[j], desc_sw128(sx + 32 * j));
+            wgmma_commit();
+            wgmma_wait<1>();
+        } else {
+            wgmma_wait<0>();
+        }
+        if (it > 0 && lane == 0) mbar_arrive(empty0 + 8 * ((it - 1) % STAGES));
+    };
+
+    /* Stagger: each warpgroup drains its wgmmas at every K block (to rescale), and both
+     * consume the same stages; with warpgroup 1 one K block behind, one of them has
+     * wgmmas queued while the other drains. */
+    if (p.stagger && wg == 1) stagger_wait();
+    float s_next = active ? __ldg(srow + kb_begin) : 0.0f;
+    for (int kb = kb_begin; kb < kb_end; kb++) {
+        if (p.stagger && wg == 0 && kb == kb_begin + 1) stagger_arrive();
+        const float s = s_next;
+        if (active && kb + 1 < kb_end) s_next = __ldg(srow + kb + 1);
+        const bool mma = s != 0.0f;
+        if (mma && s != s_cur) {
+            wgmma_wait<0>();
+            fence_regs<BT / 2>(acc);
+            const float r = s_cur / s;
+#pragma unroll
+            for (int i = 0; i < BT / 2; i++) acc[i] *= r;
+            s_cur = s;
+        }
+        const int it = 2 * (kb - kb_begin);
+        stage(it, mma);
+        stage(it + 1, mma);
+    }
+    if (p.stagger && wg == 0 && kb_end == kb_begin + 1) stagger_arrive();
+    wgmma_wait<0>();
+    fence_regs<BT / 2>(acc);
+
+    /* ---- epilogue: accumulator i = 4 j + e holds row 16 wq + g + 8 (e >> 1), token 8 j + 2 t + (e & 1) ---- */
+    g4k_wait_inputs(); /* an earlier kernel may still read y (programmatic launch) */
+    const int row_b = seg_row + 16 * wq + g, tok_b = tok0 + 2 * t;
+    if (EPI == WG_GEGLU) {
+        consumers_sync(); /* both warpgroups are done with the pipeline's shared memory */
+        float *xch = reinterpret_cast<float *>(smem_raw + (base - raw));
+        const int ct = tid & 127;
+        if (wg == 1) {
+#pragma unroll
+            for (int i = 0; i < BT / 2; i++) xch[i * 128 + ct] = acc[i] * s_cur;
+        }
+        consumers_sync();
+        if (wg == 1 || !active) return;
+#pragma unroll
+        for (int i = 0; i < BT / 2; i++) {
+            const int row = row_b + 8 * ((i & 3) >> 1), m = tok_b + 8 * (i >> 2) + (i & 1);
+            if (row < p.rows && m < p.M)
+                p.out[0][(size_t)m * p.ld + row] = g4k_gelu_tanh(acc[i] * s_cur) * xch[i * 128 + ct];
+        }
+        return;
+    }
+    if (!active) return;
+    float *out = p.out[wg] + (size_t)split * p.split_stride;
+#pragma unroll
+    for (int i = 0; i < BT / 2; i++) {
+        const int row = row_b + 8 * ((i & 3) >> 1), m = tok_b + 8 * (i >> 2) + (i & 1);
+        if (row < p.rows && m < p.M) out[(size_t)m * p.ld + row] = acc[i] * s_cur;
+    }
+}
+
+/* xh[m][16 j + perm(i)] = fp16(clamp(x[m][16 j + i], +-65504)) with perm(4 t + i') = {2t, 2t+1, 2t+8, 2t+9}[i']
+ * (NaN stays NaN). K % 16 == 0, x 16-byte aligned. */
+__global__ void wg_x_to_f16(__half *xh, const float *x, int M, int K) {
+    g4k_wait_inputs();
+    g4k_allow_next();
+    const size_t groups = (size_t)M * (K / 16);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < groups; i += (size_t)gridDim.x * blockDim.x) {
+        const float4 *src = reinterpret_cast<const float4 *>(x + i * 16);
+        float f[16];
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const float4 v = src[q];
+            f[4 * q] = v.x, f[4 * q + 1] = v.y, f[4 * q + 2] = v.z, f[4 * q + 3] = v.w;
+        }
+#pragma unroll
+        for (int q = 0; q < 16; q++) f[q] = f[q] > 65504.0f ? 65504.0f : (f[q] < -65504.0f ? -65504.0f : f[q]);
+        /* logical order: x0 x1 x4 x5 x8 x9 x12 x13 | x2 x3 x6 x7 x10 x11 x14 x15 */
+        __half2 h[8];
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            h[q] = __floats2half2_rn(f[4 * q], f[4 * q + 1]);
+            h[4 + q] = __floats2half2_rn(f[4 * q + 2], f[4 * q + 3]);
+        }
+        uint4 *dst = reinterpret_cast<uint4 *>(xh + i * 16);
+        dst[0] = *reinterpret_cast<const uint4 *>(&h[0]);
+        dst[1] = *reinterpret_cast<const uint4 *>(&h[4]);
+    }
+}
+
+/* y[m][r] = sum_s ws[s][m][r] (plain), or gelu(sum gate) * sum up with up at column N + r. */
+__global__ void wg_splitk_reduce(float *y, const float *ws, int M, int N, int ldw, int splits, size_t stride,
+                                 int geglu) {
+    g4k_wait_inputs();
+    const size_t total = (size_t)M * N;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t m = i / N, r = i % N;
+        float a = 0.0f, b = 0.0f;
+        for (int s = 0; s < splits; s++) {
+            a += ws[s * stride + m * ldw + r];
+            if (geglu) b += ws[s * stride + m * ldw + N + r];
+        }
+        y[i] = geglu ? g4k_gelu_tanh(a) * b : a;
+    }
+}
+
+/* ---------------- host side ---------------- */
+
+static void *g_xh, *g_ws;
+static size_t g_xh_cap, g_ws_cap;
+static int g_sms;
+static PFN_cuTensorMapEncodeTiled_v12000 g_encode;
+
+void g4k_gemm_wgmma_release(void) {
+    cudaDeviceSynchronize();
+    if (g_xh) cudaFree(g_xh);
+    if (g_ws) cudaFree(g_ws);
+    g_xh = g_ws = nullptr;
+    g_xh_cap = g_ws_cap = 0;
+}
+
+static int wg_ensure(void **buf, size_t *cap, size_t bytes, cudaStream_t s) {
+    if (bytes <= *cap) return 0;
+    cudaError_t e = cudaStreamSynchronize(s);
+    if (e == cudaSuccess && *buf) e = cudaFree(*buf);
+    *buf = nullptr, *cap = 0;
+    if (e == cudaSuccess) e = cudaMalloc(buf, bytes);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "g4k_gemm (wgmma): scratch of %zu bytes: %s\n", bytes, cudaGetErrorString(e));
+        *buf = nullptr;
+        return -1;
+    }
+    *cap = bytes;
+    return 0;
+}
+
+/* 2-D tensor map: rows of `inner` elements, `row_bytes` apart. */
+static int make_map(CUtensorMap *m, CUtensorMapDataType dt, const void *ptr, uint64_t inner, uint64_t outer,
+                    uint64_t row_bytes, uint32_t box_inner, uint32_t box_outer, CUtensorMapSwizzle sw) {
+    const cuuint64_t dims[2] = {inner, outer};
+    const cuuint64_t strides[1] = {row_bytes};
+    const cuuint32_t box[2] = {box_inner, box_outer};
+    const cuuint32_t es[2] = {1, 1};
+    const CUresult r = g_encode(m, dt, 2, const_cast<void *>(ptr), dims, strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                sw, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        fprintf(stderr, "g4k_gemm (wgmma): cuTensorMapEncodeTiled failed (%d)\n", (int)r);
+        return -1;
+    }
+    return 0;
+}
+
+/* launch 0: only raise the kernel's shared-memory limit (first use; before anything is queued) */
+template <int BT, int EPI>
+static cudaError_t wg_launch(const wg_params &p, dim3 grid, cudaStream_t s, bool launch) {
+    constexpr int smem = wg_cfg<BT>::SMEM;
+    static bool attr_set = false; /* per instantiation */
+    if (!attr_set) {
+        const cudaError_t e =
+            cudaFuncSetAttribute(wg_gemm_kernel<BT, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
+        attr_set = true;
+    }
+    if (!launch) return cudaSuccess;
+    g4k_launch(wg_gemm_kernel<BT, EPI>, grid, dim3(WG_THREADS), smem, s, p);
+    return cudaGetLastError();
+}
+
+template <int EPI>
+static cudaError_t wg_launch_bt(int bt, const wg_params &p, dim3 grid, cudaStream_t s, bool launch) {
+    switch (bt) {
+    case 24: return wg_launch<24, EPI>(p, grid, s, launch);
+    case 32: return wg_launch<32, EPI>(p, grid, s, launch);
+    case 48: return wg_launch<48, EPI>(p, grid, s, launch);
+    case 64: return wg_launch<64, EPI>(p, grid, s, launch);
+    case 80: return wg_launch<80, EPI>(p, grid, s, launch);
+    case 96: return wg_launch<96, EPI>(p, grid, s, launch);
+    case 128: return wg_launch<128, EPI>(p, grid, s, launch);
+    case 152: return wg_launch<152, EPI>(p, grid, s, launch);
+    case 176: return wg_launch<176, EPI>(p, grid, s, launch);
+    default: return wg_launch<208, EPI>(p, grid, s, launch);
+    }
+}
+
+/* Token tile BT and K split: the least time in a rough model of one CTA per SM, calibrated on the
+ * predicted M = 145 figures: a CTA takes ~5.6 ns per (BT + 48) x K block (+48: what a tile costs beyond
+ * its tokens: the weight stream, the fragment conversion; a guess that leans to large tiles) plus ~1.5 us to fill its pipeline; the CTAs
+ * run in waves of `sms`; a split adds a reduction that reads the partials and writes y at ~2.5 TB/s,
+ * plus ~2 us. Wave quantization matters: at M = 1024, N = 3840, 208-token tiles are 150 CTAs (two
+ * waves, the second 14 % full) where 128-token tiles are 240 (two full waves). */
+static void pick_tiles(int M, int N, int row_tiles, int kblocks, bool geglu, int sms, int *bt_out, int *splits_out) {
+    static const int bts[] = WGMMA_NS;
+    double best = -1;
+    for (int bt : bts) {
+        const int tiles = (M + bt - 1) / bt * row_tiles;
+        for (int s = 1; s <= 16 && (s == 1 || s <= kblocks / 2); s++) {
+            const int kbs = (kblocks + s - 1) / s;
+            const long ctas = (long)tiles * s, waves = (ctas + sms - 1) / sms;
+            double ns = waves * (5.6 * (bt + 48) * kbs + 1500.0);
+            if (s > 1) ns += ((double)s * (geglu ? 2 : 1) + 1) * M * (double)N * 4 / 2500.0 + 2000.0;
+            if (best < 0 || ns < best) best = ns, *bt_out = bt, *splits_out = s;
+        }
+    }
+}
+
+int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const float *x, int M,
+                              cudaStream_t s) {
+    const int N = w->rows, K = w->cols;
+    const bool geglu = up != nullptr;
+    if (!w->fp8 || !w->scales || K % 128 != 0 || K <= 0 || N <= 0 || M <= 0) return 1;
+    if (((uintptr_t)w->data & 15) || ((uintptr_t)x & 15)) return 1;
+    if (geglu && (!up->fp8 || !up->scales || up->rows != N || up->cols != K || ((uintptr_t)up->data & 15))) return 1;
+    if (!g_encode) {
+        void *fn = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) !=
+                cudaSuccess ||
+            q != cudaDriverEntryPointSuccess || !fn)
+            return 1;
+        g_encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+    }
+    if (!g_sms) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        if (cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || g_sms <= 0) g_sms = 132;
+    }
+
+    if (wg_ensure(&g_xh, &g_xh_cap, (size_t)M * K * sizeof(__half), s)) return -1;
+
+    const int row_tiles = geglu ? (N + 63) / 64 : (N + 127) / 128;
+    const int kblocks = K / 128;
+    int bt = 152, splits = 1;
+    pick_tiles(M, N, row_tiles, kblocks, geglu, g_sms, &bt, &splits);
+    {
+        /* G4_GEMM_TILE=BT,SPLITS overrides the choice (tuning; gemm_check --sweep) */
+        const char *env = getenv("G4_GEMM_TILE");
+        int b = 0, z = 0;
+        if (env && sscanf(env, "%d,%d", &b, &z) == 2 && z >= 1 && z <= 16 && (z == 1 || z <= kblocks / 2)) {
+            static const int bts[] = WGMMA_NS;
+            for (int v : bts)
+                if (v == b) bt = b, splits = z;
+        }
+    }
+    const int tok_tiles = (M + bt - 1) / bt;
+
+    wg_params p;
+    memset(&p, 0, sizeof p);
+    p.rows = N, p.M = M, p.kblocks = kblocks;
+    p.kb_base = kblocks / splits, p.kb_rem = kblocks % splits;
+    {
+        const char *env = getenv("G4_GEMM"); /* "wgmma0": without the stagger (to measure it) */
+        p.stagger = !(env && !strcmp(env, "wgmma0"));
+    }
+    float *out = y;
+    p.ld = N;
+    if (splits > 1) {
+        p.ld = geglu ? 2 * N : N;
+        p.split_stride = (size_t)M * p.ld;
+        if (wg_ensure(&g_ws, &g_ws_cap, (size_t)splits * p.split_stride * sizeof(float), s)) return -1;
+        out = static_cast<float *>(g_ws);
+    }
+    const g4_dmatrix *m1 = geglu ? up : w;
+    if (make_map(&p.tm_w[0], CU_TENSOR_MAP_DATA_TYPE_UINT8, w->data, K, N, K, 64, 64, CU_TENSOR_MAP_SWIZZLE_64B) ||
+        make_map(&p.tm_w[1], CU_TENSOR_MAP_DATA_TYPE_UINT8, m1->data, K, N, K, 64, 64, CU_TENSOR_MAP_SWIZZLE_64B) ||
+        make_map(&p.tm_x, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, g_xh, K, M, (uint64_t)K * 2, 64, bt,
+                 CU_TENSOR_MAP_SWIZZLE_128B))
+        return 1; /* nothing launched yet: the caller falls back to mma.sync */
+    p.scales[0] = w->scales, p.scales[1] = m1->scales;
+    p.out[0] = out;
+    p.out[1] = geglu ? out + (splits > 1 ? N : 0) : out;
+    p.row0[0] = 0, p.row0[1] = geglu ? 0 : 64;
+    p.row_step[0] = p.row_step[1] = geglu ? 64 : 128;
+
+    const dim3 grid(tok_tiles, row_tiles, splits);
+    const bool fused_geglu = geglu && splits == 1;
+    cudaError_t e =
+        fused_geglu ? wg_launch_bt<WG_GEGLU>(bt, p, grid, s, false) : wg_launch_bt<WG_PLAIN>(bt, p, grid, s, false);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "g4k_gemm (wgmma): shared memory limit: %s (falling back to mma.sync)\n",
+                cudaGetErrorString(e));
+        cudaGetLastError(); /* clear it */
+        return 1;
+    }
+    {
+        const size_t groups = (size_t)M * K / 16;
+        const int blocks = (int)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
+        g4k_launch(wg_x_to_f16, dim3(blocks), dim3(256), 0, s, static_cast<__half *>(g_xh), x, M, K);
+    }
+    e = fused_geglu ? wg_launch_bt<WG_GEGLU>(bt, p, grid, s, true) : wg_launch_bt<WG_PLAIN>(bt, p, grid, s, true);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "g4k_gemm (wgmma): launch: %s\n", cudaGetErrorString(e));
+        return -1;
+    }
+    if (splits > 1) {
+        const size_t total = (size_t)M * N;
+        const int blocks = (int)((total + 255) / 256 < 8192 ? (total + 255) / 256 : 8192);
+        g4k_launch(wg_splitk_reduce, dim3(blocks), dim3(256), 0, s, y, static_cast<const float *>(g_ws), M, N, p.ld,
+                   splits, p.split_stride, geglu ? 1 : 0);
+    }
+    return 0;
+}
