@@ -131,10 +131,10 @@ $(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda
 
 # GPU check and timing of the W8A8 prefill GEMM (cuBLASLt block scaling; H100):
 # make build/tests/gpu/w8a8_check && build/tests/gpu/w8a8_check [--quick]
-$(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/common.cuh \
+$(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh \
                                src/cuda/kernels.h
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu \
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu \
 	    -L$(CUDA_HOME)/lib64 -lcublasLt -ldl -Xlinker -rpath,$(CUDA_HOME)/lib64
 
 # GEMV throughput against shape (benchmark; GPU machine): make build/tests/gpu/gemv_bench

@@ -62,6 +62,7 @@ struct g4_cuda {
     float *h, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
     int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
     int32_t *hist;               /* [max_context + 1] greedy outputs by position */
+    float *attn_parts;           /* g4k_attention_decode's partial results, shared by the layers */
     int *pos;                    /* [max_seqs + 1] device positions; the last one is the scratch slot */
     cudaGraphExec_t graph;
     int graph_seq;
@@ -171,6 +172,14 @@ static int upload_layer(g4_cuda *c, const g4_weights *w, int l, g4_err *err) {
     return 0;
 }
 
+/* Rows of a layer's cache: sliding layers keep a ring of window + CHUNK rows
+ * (a prefill chunk never overwrites keys its own queries still read), when
+ * that is smaller than the context. 0: linear, one row per position. */
+static int ring_rows(const g4_cuda *c, int l) {
+    const int window = c->cfg.layer[l].window;
+    return window > 0 && window + CHUNK < c->max_context ? window + CHUNK : 0;
+}
+
 static int alloc_cache(g4_cuda *c, g4_err *err) {
     const size_t elem = c->kv_dtype == G4K_KV_F32 ? 4 : c->kv_dtype == G4K_KV_BF16 ? 2 : 1;
     const int L = c->cfg.n_layers;
@@ -178,8 +187,8 @@ static int alloc_cache(g4_cuda *c, g4_err *err) {
     c->v_cache = calloc((size_t)c->max_seqs * L, sizeof(void *));
     for (int s = 0; s < c->max_seqs; s++) {
         for (int l = 0; l < L; l++) {
-            /* sliding layers only ever need `window` rows; a ring buffer will use that */
-            size_t bytes = (size_t)c->max_context * g4_layer_kv_dim(&c->cfg, l) * elem;
+            const int rows = ring_rows(c, l) ? ring_rows(c, l) : c->max_context;
+            size_t bytes = (size_t)rows * g4_layer_kv_dim(&c->cfg, l) * elem;
             if (!(c->k_cache[s * L + l] = dev_alloc(c, bytes, err)) || !(c->v_cache[s * L + l] = dev_alloc(c, bytes, err)))
                 return -1;
         }
@@ -208,6 +217,9 @@ static int alloc_scratch(g4_cuda *c, g4_err *err) {
     return 0;
 }
 
+static g4k_attn attn_geometry(const g4_cuda *c, int seq, int l);
+static int alloc_attention_scratch(g4_cuda *c, g4_err *err);
+
 g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int max_context, g4_err *err) {
     int n_dev = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
@@ -225,7 +237,7 @@ g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int m
     for (int l = 0; l < c->cfg.n_layers && !rc; l++) rc = upload_layer(c, w, l, err);
     if (!rc && !(c->embed = upload(c, w->embed.data, 2ull * w->embed.rows * w->embed.cols, err))) rc = -1;
     if (!rc && !(c->final_norm = upload_vec(c, w->final_norm, c->cfg.hidden, err))) rc = -1;
-    if (!rc) rc = alloc_cache(c, err) || alloc_scratch(c, err);
+    if (!rc) rc = alloc_cache(c, err) || alloc_scratch(c, err) || alloc_attention_scratch(c, err);
     if (!rc && cudaStreamSynchronize(c->stream) != cudaSuccess) rc = g4_errorf(err, "CUDA: weight upload failed");
     uploader_free(&c->up);
     memset(&c->up, 0, sizeof c->up);
@@ -257,10 +269,22 @@ static g4k_attn attn_geometry(const g4_cuda *c, int seq, int l) {
     const g4_layer_geom *g = &c->cfg.layer[l];
     g4k_attn a = {.n_heads = c->cfg.n_heads, .n_kv_heads = g->n_kv_heads, .head_dim = g->head_dim,
                   .rope_pairs = g->rope_pairs, .rope_theta = g->rope_theta, .window = g->window,
-                  .eps = c->cfg.rms_eps, .kv_dtype = c->kv_dtype, .k_scale = c->layers[l].k_scale,
+                  .ring = ring_rows(c, l), .eps = c->cfg.rms_eps, .kv_dtype = c->kv_dtype, .k_scale = c->layers[l].k_scale,
                   .v_scale = c->layers[l].v_scale, .k_cache = c->k_cache[seq * c->cfg.n_layers + l],
                   .v_cache = c->v_cache[seq * c->cfg.n_layers + l]};
     return a;
+}
+
+/* The decode attention's scratch, sized for every layer kind; sizing also
+ * prepares its kernels, which must happen before a graph capture. */
+static int alloc_attention_scratch(g4_cuda *c, g4_err *err) {
+    size_t bytes = 0;
+    for (int l = 0; l < c->cfg.n_layers; l++) {
+        const g4k_attn a = attn_geometry(c, 0, l);
+        const size_t b = g4k_attention_decode_scratch(&a, GEMV_M, c->max_context);
+        bytes = b > bytes ? b : bytes;
+    }
+    return (c->attn_parts = dev_alloc(c, bytes, err)) ? 0 : -1;
 }
 
 /* Prefill (more tokens than one GEMV pass takes) runs on tensor cores with
@@ -325,9 +349,14 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
         gemv_tokens(qkv, ys, 3, c->x, n, s);
     }
     mark(c, ST_QKV);
-    g4k_qkv_post(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, pos0, n, s);
-    mark(c, ST_QKV_POST);
-    g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, s);
+    if (n <= GEMV_M) { /* decode: norms, RoPE, cache write and split-K attention in two launches */
+        g4k_attention_decode(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, c->attn, c->attn_parts, pos0, n,
+                             c->max_context, s);
+    } else {
+        g4k_qkv_post(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, pos0, n, s);
+        mark(c, ST_QKV_POST);
+        g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, s);
+    }
     mark(c, ST_ATTN);
     /* o and down: split-K parts when one launch covers every token (decode) */
     const int parts = n <= GEMV_M ? SPLITS : 1;
