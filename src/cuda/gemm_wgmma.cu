@@ -66,8 +66,8 @@
  * the epilogue about 35-43 us, 400-500 TFLOP/s (mma.sync: 79 us). GeGLU (240
  * CTAs, two waves) about twice that; down (split 4 + reduction) 40-45 us; the
  * small q/k/v/o calls (4.6 GFLOP) 12-16 us, dominated by the fixed costs.
- * If it falls short, the suspects: the drain at every K block (G4_GEMM=wgmma0
- * vs the default shows what the stagger buys), L2 -> SM bandwidth for the
+ * If it falls short, the suspects: the drain at every K block (G4_GEMM=wgmma1,
+ * the stagger, against the default shows what it buys: measured -2-3 %), L2 -> SM bandwidth for the
  * activation tiles (each CTA reads BT x 128 bytes per 64 k against 8 KB of
  * weights; TMA multicast over a cluster of two row tiles would halve it), and
  * the 12 idle SMs at M = 145.
@@ -546,8 +546,10 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
     p.rows = N, p.M = M, p.kblocks = kblocks;
     p.kb_base = kblocks / splits, p.kb_rem = kblocks % splits;
     {
-        const char *env = getenv("G4_GEMM"); /* "wgmma0": without the stagger (to measure it) */
-        p.stagger = !(env && !strcmp(env, "wgmma0"));
+        /* the warpgroup stagger is off by default: measured 2-3 % slower on the H100 (perf log,
+         * 2026-11-28); G4_GEMM=wgmma1 turns it on to measure it again */
+        const char *env = getenv("G4_GEMM");
+        p.stagger = env && !strcmp(env, "wgmma1");
     }
     float *out = y;
     p.ld = N;

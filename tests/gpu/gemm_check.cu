@@ -1,7 +1,7 @@
 /* GPU check and timing of g4k_gemm / g4k_gemm_geglu (src/cuda/gemm.cu and
  * gemm_wgmma.cu), every case with three kernels: "wgmma" (the default path),
- * "mma" (G4_GEMM=mma, the mma.sync kernel) and "wgmma0" (G4_GEMM=wgmma0, the
- * wgmma kernel without the warpgroup stagger).
+ * "mma" (G4_GEMM=mma, the mma.sync kernel) and "wgmma1" (G4_GEMM=wgmma1, the
+ * wgmma kernel with the warpgroup stagger, off by default).
  *
  * For each case: random FP8 codes (never the NaN codes 0x7F/0xFF) with varied
  * per-128x128-block scales (or random BF16 weights), random x (never zero, a
@@ -34,7 +34,7 @@
  * lines (shape, kernel, M, err, us, TFLOP/s), the summary, and last
  * "gemm_check: N passed, N failed" (exit status 1 if any failed).
  * Build: make build/tests/gpu/gemm_check
- * Run: build/tests/gpu/gemm_check [--quick] [--kernels wgmma,mma,wgmma0] (default: all three; a kernel that
+ * Run: build/tests/gpu/gemm_check [--quick] [--kernels wgmma,mma,wgmma1] (default: all three; a kernel that
  * traps kills the process's CUDA context, so --kernels mma still measures the baseline)
  * Tuning: build/tests/gpu/gemm_check --sweep 145 times every token tile x K split (G4_GEMM_TILE=BT,SPLITS)
  * of the wgmma kernel for each 12B shape at that M (no correctness check; prints the best per shape). */
@@ -145,9 +145,9 @@ static double gelu(double v) { return 0.5 * v * (1.0 + tanh(0.7978845608028654 *
 static int g_pass, g_fail;
 
 /* Which kernel g4k_gemm uses (G4_GEMM is read on every call): the default (wgmma), gemm.cu's mma.sync
- * kernel (G4_GEMM=mma), and wgmma without the warpgroup stagger (G4_GEMM=wgmma0). */
+ * kernel (G4_GEMM=mma), and wgmma with the warpgroup stagger (G4_GEMM=wgmma1). */
 #define NKERN 3
-static const char *const kernels[NKERN] = {"wgmma", "mma", "wgmma0"};
+static const char *const kernels[NKERN] = {"wgmma", "mma", "wgmma1"};
 static bool g_on[NKERN] = {true, true, true};
 static void select_kernel(int k) {
     if (k == 0) unsetenv("G4_GEMM");
@@ -461,7 +461,7 @@ int main(int argc, char **argv) {
                         g_on[k] = true;
             }
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--kernels wgmma,mma,wgmma0] [--sweep M]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--kernels wgmma,mma,wgmma1] [--sweep M]\n", argv[0]);
             return 2;
         }
     }
@@ -510,7 +510,7 @@ int main(int argc, char **argv) {
     for (int si = 0; si < NSHAPES; si++) run_timed(si, quick ? 16 : 32, quick);
 
     /* summary: per M, each shape's time with both kernels, and the GEMM time of the 48-layer model */
-    printf("\nsummary: us per call (back-to-back mean) [TFLOP/s] for wgmma | mma | wgmma0\n");
+    printf("\nsummary: us per call (back-to-back mean) [TFLOP/s] for wgmma | mma | wgmma1\n");
     for (int mi = 0; mi < NMS; mi++) {
         if (g_us[0][mi][0] <= 0 && g_us[0][mi][1] <= 0 && g_us[0][mi][2] <= 0) continue;
         const int M = timed_Ms[mi];
