@@ -19,6 +19,7 @@
 
 typedef struct {
     g4_dmatrix q, k, v, o, gate, up, down;
+    g4_dmatrix qkv;          /* q, k (and v) as one matrix (views into one allocation), or data NULL */
     float *q_norm, *k_norm, *input_norm, *post_attn_norm, *pre_ffn_norm, *post_ffn_norm;
     float layer_scalar, k_scale, v_scale;
 } layer_dev;
@@ -151,12 +152,58 @@ static float *upload_vec(g4_cuda *c, const float *v, int n, g4_err *err) {
     return v ? upload(c, v, sizeof(float) * n, err) : NULL;
 }
 
+/* q, k and v into one allocation, rows one after another, so that prefill
+ * runs one GEMM over all of them (the small k/v GEMMs alone fill few SMs).
+ * Needs the same format and columns, and whole 128-row scale blocks per
+ * matrix so that the scales concatenate too; else they are uploaded apart. */
+static bool can_concat(const g4_matrix *const *m, int n) {
+    for (int i = 0; i < n; i++)
+        if (m[i]->format != m[0]->format || m[i]->cols != m[0]->cols ||
+            (m[i]->format == G4_MAT_FP8_BLOCK && m[i]->rows % 128))
+            return false;
+    return true;
+}
+
+static int upload_qkv(g4_cuda *c, layer_dev *d, const g4_layer_weights *lw, g4_err *err) {
+    const g4_matrix *src[3] = {&lw->q, &lw->k, &lw->v};
+    g4_dmatrix *dst[3] = {&d->q, &d->k, &d->v};
+    const int n = lw->v.data ? 3 : 2;
+    memset(&d->qkv, 0, sizeof d->qkv);
+    if (!can_concat(src, n)) {
+        for (int i = 0; i < n; i++)
+            if (upload_matrix(c, dst[i], src[i], err)) return -1;
+        return 0;
+    }
+    const bool fp8 = src[0]->format == G4_MAT_FP8_BLOCK;
+    const int cols = src[0]->cols, scale_cols = g4_qblocks(cols);
+    int rows = 0;
+    for (int i = 0; i < n; i++) rows += src[i]->rows;
+    char *data = dev_alloc(c, (size_t)rows * cols * (fp8 ? 1 : 2), err);
+    float *scales = fp8 ? dev_alloc(c, sizeof(float) * (rows / 128) * scale_cols, err) : NULL;
+    if (!data || (fp8 && !scales)) return -1;
+    d->qkv = (g4_dmatrix){.fp8 = fp8, .rows = rows, .cols = cols, .data = data, .scales = scales};
+    size_t at = 0, scale_at = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t bytes = (size_t)src[i]->rows * cols * (fp8 ? 1 : 2);
+        *dst[i] = (g4_dmatrix){.fp8 = fp8, .rows = src[i]->rows, .cols = cols, .data = data + at,
+                               .scales = fp8 ? scales + scale_at : NULL};
+        if (stage_copy(c, data + at, src[i]->data, bytes, err)) return -1;
+        if (fp8) {
+            const size_t n_scales = (size_t)(src[i]->rows / 128) * scale_cols;
+            if (stage_copy(c, (char *)(scales + scale_at), (const char *)src[i]->scales, sizeof(float) * n_scales, err))
+                return -1;
+            scale_at += n_scales;
+        }
+        at += bytes;
+    }
+    return 0;
+}
+
 static int upload_layer(g4_cuda *c, const g4_weights *w, int l, g4_err *err) {
     const g4_layer_weights *lw = &w->layers[l];
     layer_dev *d = &c->layers[l];
     const int hd = c->cfg.layer[l].head_dim, hidden = c->cfg.hidden;
-    if (upload_matrix(c, &d->q, &lw->q, err) || upload_matrix(c, &d->k, &lw->k, err) ||
-        upload_matrix(c, &d->v, &lw->v, err) || upload_matrix(c, &d->o, &lw->o, err) ||
+    if (upload_qkv(c, d, lw, err) || upload_matrix(c, &d->o, &lw->o, err) ||
         upload_matrix(c, &d->gate, &lw->gate, err) || upload_matrix(c, &d->up, &lw->up, err) ||
         upload_matrix(c, &d->down, &lw->down, err))
         return -1;
@@ -329,6 +376,20 @@ static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cu
                        n - t < GEMV_M ? n - t : GEMV_M, s);
 }
 
+/* Prefill q/k/v as one GEMM over the concatenated matrix into c->attn (free
+ * until attention), then each part's columns to c->q, c->k, c->v. */
+static void project_qkv_concat(g4_cuda *c, const layer_dev *d, int n) {
+    g4k_gemm(&d->qkv, c->attn, c->x, n, c->stream);
+    const g4_dmatrix *parts[3] = {&d->q, &d->k, &d->v};
+    float *dst[3] = {c->q, c->k, c->v};
+    int col = 0;
+    for (int i = 0; i < 3 && parts[i]->data; i++) {
+        cudaMemcpy2DAsync(dst[i], sizeof(float) * parts[i]->rows, c->attn + col, sizeof(float) * d->qkv.rows,
+                          sizeof(float) * parts[i]->rows, n, cudaMemcpyDeviceToDevice, c->stream);
+        col += parts[i]->rows;
+    }
+}
+
 /* One decoder layer for n tokens; c->x holds rms(h; input_norm) on entry and
  * the next layer's normed input (or the final norm's output) on exit. */
 static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
@@ -338,7 +399,10 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     cudaStream_t s = c->stream;
     g4k_attn a = attn_geometry(c, seq, l);
     const size_t kv_bytes = sizeof(float) * n * g4_layer_kv_dim(cfg, l);
-    if (g->k_eq_v) {
+    if (d->qkv.data && use_gemm(n) && !prefill_w8a8()) {
+        project_qkv_concat(c, d, n);
+        if (g->k_eq_v) cudaMemcpyAsync(c->v, c->k, kv_bytes, cudaMemcpyDeviceToDevice, s);
+    } else if (g->k_eq_v) {
         g4_dmatrix qk[2] = {d->q, d->k};
         float *ys[2] = {c->q, c->k};
         gemv_tokens(qk, ys, 2, c->x, n, s);
