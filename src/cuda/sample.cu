@@ -209,14 +209,16 @@ __global__ void __launch_bounds__(THREADS) sample_kernel(int32_t *tokens, const 
     const float t0 = __fdiv_rn(row[key_id(top[0])], T);
     for (int i = lane; i < nk; i += 32) probs[i] = exp_f32(__fsub_rn(__fdiv_rn(row[key_id(top[i])], T), t0));
     __syncwarp();
+    double sum = 0.0; /* in g4_sample's order, so one lane */
+    if (lane == 0)
+        for (int i = 0; i < nk; i++) sum = __dadd_rn(sum, (double)probs[i]);
+    const float sumf = __double2float_rn(__shfl_sync(FULL, sum, 0));
+    for (int i = lane; i < nk; i += 32) probs[i] = __fdiv_rn(probs[i], sumf); /* element-wise, as g4_sample's loop */
+    __syncwarp();
     if (lane != 0) return;
-    double sum = 0.0;
-    for (int i = 0; i < nk; i++) sum = __dadd_rn(sum, (double)probs[i]);
-    const float sumf = __double2float_rn(sum);
     int keep = nk;
     double cum = 0.0;
     for (int i = 0; i < nk; i++) {
-        probs[i] = __fdiv_rn(probs[i], sumf);
         if (p.top_p < 1.0f && cum >= (double)p.top_p && keep == nk) keep = i;
         cum = __dadd_rn(cum, (double)probs[i]);
         if (p.min_p > 0.0f && probs[i] < __fmul_rn(p.min_p, probs[0]) && i < keep) keep = i;

@@ -3,9 +3,11 @@
  *    with ties, suppressed ids holding the largest logits, -inf entries) picks
  *    the same token as g4_sample for 200 consecutive draws of each row, every
  *    row with its own parameters and seed, and leaves the same random state.
- * 2. g4_engine_decode with Gemma's defaults and seed 7 gives the same 64
- *    tokens on the GPU (the GPU sampler inside the decode graph) as on the CPU,
- *    on every HF fixture. */
+ * 2. g4_engine_decode with Gemma's defaults and seed 7 on every HF fixture:
+ *    the GPU's decode graph (GPU sampler) gives the same 64 tokens as g4_sample
+ *    over the GPU's logits, and as the CPU engine (see
+ *    test_engine_decode_fixtures for the one exception a logits difference
+ *    can make). */
 #include "test.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
@@ -150,8 +152,9 @@ static const char *models[] = {"a_h96", "b_h128", "c_h200", "d_h64_mm", "e_h128_
 #define STEPS 64
 
 /* Prefill of the prompt, then STEPS decode steps: with g4_engine_decode, or
- * (by_hand) one forward per step and g4_sample over its logits on the host. */
-static int sample_run(const char *dir, g4_device dev, const int32_t *prompt, int T, const g4_sampling *p, bool by_hand,
+ * (logits != NULL) one forward per step and g4_sample over its logits on the
+ * host, keeping each step's logits in logits[STEPS][vocab]. */
+static int sample_run(const char *dir, g4_device dev, const int32_t *prompt, int T, const g4_sampling *p, float *logits,
                       int32_t *out) {
     g4_engine_opts o;
     g4_engine_default_opts(&o);
@@ -160,32 +163,44 @@ static int sample_run(const char *dir, g4_device dev, const int32_t *prompt, int
     g4_engine *e = g4_engine_create(dir, &o, &err);
     if (!e) return fprintf(stderr, "  %s\n", err.msg), -1;
     const g4_config *c = g4_engine_config(e);
-    float *logits = malloc(sizeof(float) * c->vocab_size);
+    const int V = c->vocab_size;
+    float *l = malloc(sizeof(float) * V);
     int seq = g4_engine_seq_alloc(e, &err);
     g4_batch_item it = {seq, prompt, T - 1, false}; /* the last prompt token is the first decode input */
-    int rc = g4_engine_forward(e, &it, 1, logits, &err);
-    if (!rc && !by_hand) rc = g4_engine_decode(e, seq, prompt[T - 1], STEPS, p, out, NULL, &err);
-    if (!rc && by_hand) {
-        g4_sampler *s = g4_sampler_create(p, c->vocab_size, (int[]){c->eoi_token_id, c->eoa_token_id}, 2);
+    int rc = g4_engine_forward(e, &it, 1, l, &err);
+    if (!rc && !logits) rc = g4_engine_decode(e, seq, prompt[T - 1], STEPS, p, out, NULL, &err);
+    if (!rc && logits) {
+        g4_sampler *s = g4_sampler_create(p, V, (int[]){c->eoi_token_id, c->eoa_token_id}, 2);
         int32_t tok = prompt[T - 1];
         for (int i = 0; i < STEPS && !rc; i++) {
             g4_batch_item step = {seq, &tok, 1, false};
-            if (!(rc = g4_engine_forward(e, &step, 1, logits, &err))) tok = out[i] = g4_sample(s, logits);
+            float *li = logits + (size_t)i * V;
+            if (!(rc = g4_engine_forward(e, &step, 1, li, &err))) {
+                memcpy(l, li, sizeof(float) * V);
+                tok = out[i] = g4_sample(s, l);
+            }
         }
         g4_sampler_free(s);
     }
     if (rc) fprintf(stderr, "  %s\n", err.msg);
-    free(logits);
+    free(l);
     g4_engine_free(e);
     return rc;
 }
 
-/* GPU and CPU logits differ by ~1e-5, so in principle a draw that lands within
- * ~1e-5 of a boundary between two candidates' cumulative probabilities could
- * go either way: at 64 draws per fixture, about a 1e-3 chance each. The
- * comparison is of all 64 tokens; when it fails, the GPU run is also compared
- * with host sampling over the GPU's own logits (no such tolerance), which
- * tells a sampler bug from a logits near-tie. */
+/* GPU and CPU logits differ by ~1e-5, and sampling is discontinuous: a draw
+ * that lands within ~1e-5 of a boundary of the cumulative probabilities, or a
+ * cumulative sum within ~1e-5 of top_p, picks a different token. Over 64 steps
+ * on 10 fixtures (flat distributions, ~0.02 per candidate) that is a real
+ * chance, so the checks are:
+ *   - strict: the GPU's decode graph (GPU sampler) gives the same 64 tokens as
+ *     g4_sample over the GPU's own logits, step by step on the host;
+ *   - GPU == CPU for all 64 tokens, except that at the first step where they
+ *     differ (if any) the two runs have had the same tokens and made the same
+ *     number of draws, so their random states are equal and only the logits
+ *     can make the difference: there the logits must agree within 1e-3 (the
+ *     ~1e-5 of the forward pass, with margin), after which the sequences
+ *     legitimately part. */
 static void test_engine_decode_fixtures(void) {
     g4_sampling p;
     g4_sampling_defaults(&p);
@@ -199,27 +214,45 @@ static void test_engine_decode_fixtures(void) {
         REQUIRE(f);
         const st_tensor *pt = st_find(f, "prompt_ids");
         const int T = (int)pt->shape[0];
-        int32_t *prompt = malloc(sizeof(int32_t) * T), cpu[STEPS], gpu[STEPS], host[STEPS], greedy[STEPS];
+        int32_t *prompt = malloc(sizeof(int32_t) * T), cpu[STEPS], cpu_hand[STEPS], gpu[STEPS], gpu_hand[STEPS];
         for (int t = 0; t < T; t++) prompt[t] = (int32_t)((const int64_t *)pt->data)[t];
-        CHECK(sample_run(dir, G4_DEVICE_CPU, prompt, T, &p, false, cpu) == 0);
-        CHECK(sample_run(dir, G4_DEVICE_CUDA, prompt, T, &p, false, gpu) == 0);
-        int same = 0;
-        while (same < STEPS && cpu[same] == gpu[same]) same++;
-        if (same < STEPS) {
-            CHECK(sample_run(dir, G4_DEVICE_CUDA, prompt, T, &p, true, host) == 0);
-            int same_host = 0;
-            while (same_host < STEPS && host[same_host] == gpu[same_host]) same_host++;
-            fprintf(stderr, "  %s: GPU sampling vs host sampling of the GPU's logits: %d/%d equal%s\n", models[i],
-                    same_host, STEPS, same_host == STEPS ? " (so the CPU/GPU logits differ at a near-tie)" : " (sampler bug)");
+        g4_engine_opts o;
+        g4_engine_default_opts(&o);
+        g4_engine *e = g4_engine_create(dir, &o, &err);
+        REQUIRE(e);
+        const int vocab = g4_engine_config(e)->vocab_size;
+        g4_engine_free(e);
+        const size_t V = (size_t)vocab;
+        float *lc = malloc(sizeof(float) * STEPS * V), *lg = malloc(sizeof(float) * STEPS * V);
+        int rc = sample_run(dir, G4_DEVICE_CPU, prompt, T, &p, NULL, cpu);
+        rc = rc || sample_run(dir, G4_DEVICE_CPU, prompt, T, &p, lc, cpu_hand);
+        rc = rc || sample_run(dir, G4_DEVICE_CUDA, prompt, T, &p, NULL, gpu);
+        rc = rc || sample_run(dir, G4_DEVICE_CUDA, prompt, T, &p, lg, gpu_hand);
+        CHECK(rc == 0);
+        if (!rc) {
+            int strict = 0, same = 0;
+            while (strict < STEPS && gpu[strict] == gpu_hand[strict]) strict++;
+            while (same < STEPS && gpu[same] == cpu[same]) same++;
+            CHECK(memcmp(cpu, cpu_hand, sizeof cpu) == 0);
+            CHECKF(strict == STEPS, "%s: the GPU sampler departs from g4_sample over the GPU's logits at step %d",
+                   models[i], strict);
+            double diff = 0;
+            if (same < STEPS) { /* the first difference: same context, same random state, so the logits decide */
+                CHECK(memcmp(gpu, gpu_hand, sizeof(int32_t) * same) == 0 && memcmp(cpu, cpu_hand, sizeof cpu) == 0);
+                for (size_t v = 0; v < V; v++) {
+                    const double d = fabs((double)lc[same * V + v] - lg[same * V + v]);
+                    diff = d > diff ? d : diff;
+                }
+                CHECKF(diff < 1e-3, "%s: GPU and CPU part at step %d with logits %g apart", models[i], same,
+                       diff);
+            }
+            printf("     %-14s GPU sampler == host sampling of the GPU logits: %d/%d; GPU == CPU: %d/%d%s\n",
+                   models[i], strict, STEPS, same, STEPS,
+                   same < STEPS ? " (then a sampling boundary: logits within 1e-3)" : "");
+            if (same < STEPS) printf("                    logits at the parting step differ by at most %.3g\n", diff);
         }
-        CHECKF(same == STEPS, "%s: GPU sampled decode departs from CPU at step %d", models[i], same);
-        g4_sampling g = p;
-        g.temperature = 0.0f;
-        CHECK(sample_run(dir, G4_DEVICE_CUDA, prompt, T, &g, false, greedy) == 0);
-        int off_greedy = 0;
-        for (int t = 0; t < STEPS; t++) off_greedy += gpu[t] != greedy[t];
-        printf("     %-14s %d/%d sampled tokens equal (%d positions differ from greedy)\n", models[i], same, STEPS,
-               off_greedy);
+        free(lc);
+        free(lg);
         free(prompt);
         st_close(f);
     }
