@@ -122,7 +122,52 @@ static void check_vocab(int vocab, int M) {
     free(copy);
 }
 
-static void test_real_vocab(void) { check_vocab(262144, N_SETS); }
+/* GPU time of one sampling of a 262144-wide row (M = 1) and of the argmax, for
+ * the record (no check: the decode graph's timing is g4 bench --sample). */
+static void time_sampler(void) {
+    const int vocab = 262144, reps = 200;
+    float *logits = malloc(sizeof(float) * vocab), *d_logits;
+    for (int i = 0; i < vocab; i++) logits[i] = (uniform() - 0.5f) * 10.0f;
+    const g4k_sampling hp = {1.0f, 64, 0.95f, 0.0f};
+    const uint64_t state = g4_sampler_rng_init(1);
+    int32_t *d_tokens;
+    g4k_sampling *d_params;
+    uint64_t *d_rng;
+    void *scratch;
+    cudaStream_t s;
+    cudaEvent_t ev[3];
+    REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
+    REQUIRE(cudaMalloc((void **)&d_logits, sizeof(float) * vocab) == cudaSuccess);
+    REQUIRE(cudaMalloc((void **)&d_tokens, sizeof(int32_t)) == cudaSuccess);
+    REQUIRE(cudaMalloc((void **)&d_params, sizeof hp) == cudaSuccess);
+    REQUIRE(cudaMalloc((void **)&d_rng, sizeof state) == cudaSuccess);
+    REQUIRE(cudaMalloc(&scratch, g4k_sample_scratch_bytes(1, vocab)) == cudaSuccess);
+    REQUIRE(cudaMemcpy(d_logits, logits, sizeof(float) * vocab, cudaMemcpyHostToDevice) == cudaSuccess);
+    REQUIRE(cudaMemcpy(d_params, &hp, sizeof hp, cudaMemcpyHostToDevice) == cudaSuccess);
+    REQUIRE(cudaMemcpy(d_rng, &state, sizeof state, cudaMemcpyHostToDevice) == cudaSuccess);
+    for (int i = 0; i < 3; i++) cudaEventCreate(&ev[i]);
+    for (int w = 0; w < 10; w++) g4k_sample(d_tokens, d_logits, 1, vocab, &hp, d_params, d_rng, scratch, -1, -1, s);
+    cudaEventRecord(ev[0], s);
+    for (int r = 0; r < reps; r++) g4k_sample(d_tokens, d_logits, 1, vocab, &hp, d_params, d_rng, scratch, -1, -1, s);
+    cudaEventRecord(ev[1], s);
+    for (int r = 0; r < reps; r++) g4k_argmax(d_tokens, d_logits, 1, vocab, -1, -1, s);
+    cudaEventRecord(ev[2], s);
+    CHECK(cudaStreamSynchronize(s) == cudaSuccess);
+    float ms_sample = 0, ms_argmax = 0;
+    cudaEventElapsedTime(&ms_sample, ev[0], ev[1]);
+    cudaEventElapsedTime(&ms_argmax, ev[1], ev[2]);
+    printf("     vocab %d, M 1, back to back: g4k_sample %.1f us, g4k_argmax %.1f us per call\n", vocab,
+           1e3 * ms_sample / reps, 1e3 * ms_argmax / reps);
+    for (int i = 0; i < 3; i++) cudaEventDestroy(ev[i]);
+    cudaFree(d_logits), cudaFree(d_tokens), cudaFree(d_params), cudaFree(d_rng), cudaFree(scratch);
+    cudaStreamDestroy(s);
+    free(logits);
+}
+
+static void test_real_vocab(void) {
+    check_vocab(262144, N_SETS);
+    time_sampler();
+}
 /* one slice of a pass-1 block, partly filled; several slices, the last partial */
 static void test_small_vocabs(void) {
     check_vocab(100, N_SETS);
