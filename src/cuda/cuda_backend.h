@@ -1,7 +1,8 @@
 /* The CUDA backend behind the engine API: weights uploaded once (FP8 stays
  * FP8), a KV cache per sequence slot on the GPU, the forward pass as a
- * sequence of kernel launches (src/cuda/kernels.h), and a greedy decode loop
- * whose step is one CUDA graph. Built only when nvcc is present. */
+ * sequence of kernel launches (src/cuda/kernels.h), and decode loops (greedy,
+ * or sampled on the GPU) whose step is one CUDA graph. Built only when nvcc is
+ * present. */
 #ifndef G4_CUDA_BACKEND_H
 #define G4_CUDA_BACKEND_H
 
