@@ -113,8 +113,10 @@ $(BUILD)/src/model/quant.o: OPT = -O3 -Wno-psabi
 $(filter %.o,$(CUDA_SRC:%.cu=$(BUILD)/%.o)): $(wildcard src/*/*.h src/cuda/*.cuh)
 
 # GPU tests (a machine with an NVIDIA GPU): every golden and engine test again
-# on the CUDA backend, and GPU greedy == CPU greedy for 64 steps.
-GPU_TESTS := $(BUILD)/tests/test_golden_hf $(BUILD)/tests/test_engine $(BUILD)/tests/gpu/test_gpu_vs_cpu
+# on the CUDA backend, GPU greedy == CPU greedy for 64 steps, and the GPU
+# sampler == the CPU sampler.
+GPU_TESTS := $(BUILD)/tests/test_golden_hf $(BUILD)/tests/test_engine $(BUILD)/tests/gpu/test_gpu_vs_cpu \
+             $(BUILD)/tests/gpu/test_gpu_sampling
 $(BUILD)/tests/gpu/test_%: tests/gpu/test_%.c $(BUILD)/tests/test_main.o $(BUILD)/libg4.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/tests/test_main.o $(BUILD)/libg4.a $(LDLIBS)

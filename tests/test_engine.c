@@ -189,5 +189,81 @@ static void test_sampler(void) {
     g4_sampler_free(s);
 }
 
+/* g4_engine_decode's choice, made here one step at a time: a forward of the
+ * previous token, then g4_sample over its logits (on the GPU: the GPU's logits,
+ * from the same kernels as the decode graph, sampled on the host). */
+static int decode_by_hand(g4_engine *e, int seq, int32_t first, int n, const g4_sampling *p, int32_t *out) {
+    const g4_config *c = g4_engine_config(e);
+    g4_sampler *s = g4_sampler_create(p, vocab, (int[]){c->eoi_token_id, c->eoa_token_id}, 2);
+    float *l = malloc(sizeof(float) * vocab);
+    g4_err err;
+    int rc = 0;
+    int32_t tok = first;
+    for (int i = 0; i < n && !rc; i++) {
+        g4_batch_item it = {seq, &tok, 1, false};
+        if (!(rc = g4_engine_forward(e, &it, 1, l, &err))) tok = out[i] = g4_sample(s, l);
+    }
+    if (rc) fprintf(stderr, "  %s\n", err.msg);
+    free(l);
+    g4_sampler_free(s);
+    return rc;
+}
+
+/* g4_engine_decode: temperature 0 is greedy; with a seed it is deterministic
+ * and equals g4_sample step by step, for parameters the GPU sampler takes
+ * (top_k 64, 1) and for one it leaves to the host (top_k 0). */
+static void test_decode_sampling(void) {
+    enum { N = 24 };
+    g4_engine *e = open_engine(G4_KV_F32, 4);
+    REQUIRE(e);
+    g4_err err;
+    int s[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = g4_engine_seq_alloc(e, &err);
+        float *l = malloc(sizeof(float) * vocab);
+        g4_batch_item it = {s[i], prompt, 19, false};
+        REQUIRE(g4_engine_forward(e, &it, 1, l, &err) == 0);
+        free(l);
+    }
+    g4_sampling p;
+    g4_sampling_defaults(&p);
+    int32_t a[N], b[N], c[N];
+    p.temperature = 0.0f;
+    REQUIRE(g4_engine_decode(e, s[0], prompt[19], N, &p, a, NULL, &err) == 0);
+    REQUIRE(g4_engine_decode_greedy(e, s[1], prompt[19], N, b, NULL, &err) == 0);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(g4_engine_seq_len(e, s[0]) == 19 + N);
+    struct { float temperature; int top_k; float top_p, min_p; uint64_t seed; } sets[] = {
+        {1.0f, 64, 0.95f, 0.0f, 7}, /* Gemma's defaults */
+        {1.5f, 1, 1.0f, 0.0f, 3},
+        {0.7f, 64, 1.0f, 0.1f, 11},
+        {1.0f, 0, 0.9f, 0.0f, 5},   /* no top-k: the GPU leaves it to the host */
+    };
+    int differs_from_greedy = 0;
+    for (int k = 0; k < (int)(sizeof sets / sizeof sets[0]); k++) {
+        p.temperature = sets[k].temperature, p.top_k = sets[k].top_k, p.top_p = sets[k].top_p;
+        p.min_p = sets[k].min_p, p.seed = sets[k].seed;
+        for (int i = 0; i < 3; i++) g4_engine_truncate(e, s[i], 19);
+        REQUIRE(g4_engine_decode(e, s[0], prompt[19], N, &p, a, NULL, &err) == 0);
+        REQUIRE(g4_engine_decode(e, s[1], prompt[19], N, &p, b, NULL, &err) == 0);
+        REQUIRE(decode_by_hand(e, s[2], prompt[19], N, &p, c) == 0);
+        int same = 0;
+        while (same < N && a[same] == c[same]) same++;
+        CHECKF(memcmp(a, b, sizeof a) == 0, "set %d: two runs with seed %llu differ", k, (unsigned long long)p.seed);
+        CHECKF(same == N, "set %d: g4_engine_decode departs from g4_sample at step %d (%d vs %d)", k, same,
+               same < N ? a[same] : -1, same < N ? c[same] : -1);
+        for (int i = 0; i < N; i++) CHECK(a[i] >= 0 && a[i] < vocab);
+        if (p.top_k != 1) {
+            p.temperature = 0.0f;
+            g4_engine_truncate(e, s[3], 19);
+            REQUIRE(g4_engine_decode(e, s[3], prompt[19], N, &p, b, NULL, &err) == 0);
+            differs_from_greedy += memcmp(a, b, sizeof a) != 0;
+        }
+    }
+    CHECK(differs_from_greedy > 0); /* the sampled runs do sample */
+    g4_engine_free(e);
+}
+
 TEST_MAIN("engine", TEST_CASE(test_prefill_equals_decode), TEST_CASE(test_batch_equals_separate),
-          TEST_CASE(test_truncate_after_verify), TEST_CASE(test_bad_requests), TEST_CASE(test_sampler))
+          TEST_CASE(test_truncate_after_verify), TEST_CASE(test_bad_requests), TEST_CASE(test_sampler),
+          TEST_CASE(test_decode_sampling))

@@ -1,4 +1,5 @@
 /* g4 bench --model-path DIR [--prompt-len 145,1024,8192] [--gen 410] [--device cuda|cpu] [--kv-cache fp8|bf16|f32]
+ *          [--profile] [--sample] (decode with Gemma's default sampling instead of greedy)
  * TTFT and ITL (median, p90) per prompt length, tok/s, bytes per decode step
  * and the fraction of the bandwidth floor, with the ceiling re-measured in
  * the same run (a streaming read on the GPU). Prompts are random ids. */
@@ -20,6 +21,7 @@ typedef struct {
     const char *model;
     int lens[MAX_LENS], n_lens, gen, reps;
     bool profile;
+    bool sample;              /* decode with Gemma's default sampling (seed 0) instead of greedy */
     g4_engine_opts engine;
 } bench_args;
 
@@ -55,6 +57,7 @@ static int parse(int argc, char **argv, bench_args *a) {
             if (strcmp(v, "cpu") && strcmp(v, "cuda")) return -1;
             a->engine.device = strcmp(v, "cpu") ? G4_DEVICE_CUDA : G4_DEVICE_CPU;
         } else if (!strcmp(argv[i], "--profile")) a->profile = true;
+        else if (!strcmp(argv[i], "--sample")) a->sample = true;
         else if (!missing) return -1;
     }
     return missing || !a->model || a->gen < 2 || a->reps < 1 ? -1 : 0;
@@ -129,7 +132,10 @@ static int run_length(g4_engine *e, const bench_args *a, int len, double gbs) {
         rc = g4_engine_forward(e, &it, 1, logits, &err);
         ttft[r] = (float)((g4_now() - t0) * 1e3);
     }
-    if (!rc) rc = g4_engine_decode_greedy(e, seq, prompt[len - 1], a->gen, out, itl, &err);
+    g4_sampling sp;
+    g4_sampling_defaults(&sp);
+    if (!a->sample) sp.temperature = 0.0f;
+    if (!rc) rc = g4_engine_decode(e, seq, prompt[len - 1], a->gen, &sp, out, itl, &err);
     if (rc) {
         fprintf(stderr, "g4 bench: %s\n", err.msg);
     } else {
@@ -150,7 +156,7 @@ int cmd_bench(int argc, char **argv) {
     bench_args a;
     if (parse(argc, argv, &a)) {
         fprintf(stderr, "usage: g4 bench --model-path DIR [--prompt-len 145,1024,8192] [--gen 410] [--reps 3]\n"
-                        "                [--device cuda|cpu] [--kv-cache fp8|bf16|f32] [--profile]\n");
+                        "                [--device cuda|cpu] [--kv-cache fp8|bf16|f32] [--profile] [--sample]\n");
         return 2;
     }
     int longest = 0;

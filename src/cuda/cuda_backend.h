@@ -1,7 +1,8 @@
 /* The CUDA backend behind the engine API: weights uploaded once (FP8 stays
  * FP8), a KV cache per sequence slot on the GPU, the forward pass as a
- * sequence of kernel launches (src/cuda/kernels.h), and a greedy decode loop
- * whose step is one CUDA graph. Built only when nvcc is present. */
+ * sequence of kernel launches (src/cuda/kernels.h), and decode loops (greedy,
+ * or sampled on the GPU) whose step is one CUDA graph. Built only when nvcc is
+ * present. */
 #ifndef G4_CUDA_BACKEND_H
 #define G4_CUDA_BACKEND_H
 
@@ -9,6 +10,7 @@
 #include <stdint.h>
 
 #include "engine/kv_cache.h"
+#include "engine/sampler.h"
 #include "model/weights.h"
 
 #ifdef __cplusplus
@@ -30,6 +32,15 @@ int g4_cuda_forward(g4_cuda *c, int seq, int pos0, const int32_t *tokens, int n,
  * step_ms[i] (may be NULL): GPU time of step i, from events between replays. */
 int g4_cuda_decode_greedy(g4_cuda *c, int seq, int pos0, int32_t first, int n, int32_t *out, float *step_ms,
                           g4_err *err);
+
+/* Decode with sampling: like g4_cuda_decode_greedy, each step's token chosen
+ * on the GPU (g4k_sample) by g4_sample's rules with parameters p and a random
+ * stream started from p->seed as g4_sampler_create starts it; greedy
+ * (temperature <= 0) is g4_cuda_decode_greedy. Returns 1, having done nothing,
+ * when the GPU sampler cannot take p (temperature > 0 with top_k <= 0 or
+ * > G4K_SAMPLE_TOPK): the caller then samples on the host. */
+int g4_cuda_decode(g4_cuda *c, int seq, int pos0, int32_t first, int n, const g4_sampling *p, int32_t *out,
+                   float *step_ms, g4_err *err);
 
 /* Times one decode step run without the graph, an event after each stage:
  * fills ms[i] / names[i] per stage (at most 16) and returns how many. The

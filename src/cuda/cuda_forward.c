@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cuda/kernels.h"
+#include "engine/sampler.h"
 #include "util/numerics.h"
 
 #define CHUNK 512 /* tokens per forward chunk: a 145-token prompt reads the weights once */
@@ -67,6 +68,13 @@ struct g4_cuda {
     int *pos;                    /* [max_seqs + 1] device positions; the last one is the scratch slot */
     cudaGraphExec_t graph;
     int graph_seq;
+    /* sampled decode (allocated on first use): the step's parameters and
+     * random state on the device, the sampler's scratch, and its own graph */
+    g4k_sampling *sample_params; /* [1] */
+    uint64_t *rng;               /* [1] */
+    void *sample_scratch;
+    cudaGraphExec_t sample_graph;
+    int sample_graph_seq;
     void **allocs;
     int n_allocs;
     uploader up;
@@ -276,7 +284,7 @@ g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int m
     g4_cuda *c = calloc(1, sizeof *c);
     c->cfg = w->cfg;
     c->kv_dtype = kv == G4_KV_F32 ? G4K_KV_F32 : kv == G4_KV_BF16 ? G4K_KV_BF16 : G4K_KV_FP8;
-    c->max_seqs = max_seqs, c->max_context = max_context, c->graph_seq = -1;
+    c->max_seqs = max_seqs, c->max_context = max_context, c->graph_seq = -1, c->sample_graph_seq = -1;
     c->layers = calloc(c->cfg.n_layers, sizeof *c->layers);
     int rc = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking) == cudaSuccess ? 0
              : g4_errorf(err, "CUDA: cannot create a stream");
@@ -298,6 +306,7 @@ g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int m
 void g4_cuda_free(g4_cuda *c) {
     if (!c) return;
     if (c->graph) cudaGraphExecDestroy(c->graph);
+    if (c->sample_graph) cudaGraphExecDestroy(c->sample_graph);
     uploader_free(&c->up);
     g4k_gemm_release();
     g4k_gemm_w8a8_release();
@@ -481,44 +490,62 @@ int g4_cuda_forward(g4_cuda *c, int seq, int pos0, const int32_t *tokens, int n,
     return 0;
 }
 
-/* ------------------------------------------------------------ greedy decode graph */
+/* ------------------------------------------------------------ decode graphs (greedy, sampled) */
 
-static void decode_step(g4_cuda *c, int seq) {
+/* One decode step at *pos: the forward pass, the head, the choice of the next
+ * token (argmax, or the GPU sampler with c->sample_params and c->rng), and the
+ * advance of *pos. `host` is the sampler's parameters as the launcher checks
+ * them (NULL: greedy); the step reads the device copy, so a captured graph
+ * serves any parameters the GPU sampler takes. */
+static int decode_step(g4_cuda *c, int seq, const g4k_sampling *host) {
     const g4_config *cfg = &c->cfg;
     int *pos = c->pos + seq;
     stack_forward(c, seq, pos, 1);
     g4k_lm_head(c->logits, c->x, c->embed, 1, cfg->vocab_size, cfg->hidden, cfg->final_softcap, c->stream);
     mark(c, ST_HEAD);
-    g4k_argmax(c->tokens, c->logits, 1, cfg->vocab_size, cfg->eoi_token_id, cfg->eoa_token_id, c->stream);
+    int rc = 0;
+    if (host)
+        rc = g4k_sample(c->tokens, c->logits, 1, cfg->vocab_size, host, c->sample_params, c->rng, c->sample_scratch,
+                        cfg->eoi_token_id, cfg->eoa_token_id, c->stream);
+    else
+        g4k_argmax(c->tokens, c->logits, 1, cfg->vocab_size, cfg->eoi_token_id, cfg->eoa_token_id, c->stream);
     g4k_record_advance(pos, c->tokens, c->hist, c->stream);
     mark(c, ST_SAMPLE);
+    return rc;
 }
 
-static int capture(g4_cuda *c, int seq, g4_err *err) {
-    if (c->graph && c->graph_seq == seq) return 0;
-    if (c->graph) cudaGraphExecDestroy(c->graph), c->graph = NULL;
+/* The step of sequence seq as a graph (greedy, or sampled when host != NULL),
+ * captured on first use and kept while the sequence stays the same. */
+static int capture(g4_cuda *c, int seq, const g4k_sampling *host, g4_err *err) {
+    cudaGraphExec_t *exec = host ? &c->sample_graph : &c->graph;
+    int *exec_seq = host ? &c->sample_graph_seq : &c->graph_seq;
+    if (*exec && *exec_seq == seq) return 0;
+    if (*exec) cudaGraphExecDestroy(*exec), *exec = NULL;
     cudaGraph_t graph;
     CK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "begin capture");
-    decode_step(c, seq);
+    const int rc = decode_step(c, seq, host);
     CK(cudaStreamEndCapture(c->stream, &graph), "end capture");
-    cudaError_t e = cudaGraphInstantiate(&c->graph, graph, 0);
+    if (rc) {
+        cudaGraphDestroy(graph);
+        return g4_errorf(err, "the GPU sampler cannot take these parameters");
+    }
+    cudaError_t e = cudaGraphInstantiate(exec, graph, 0);
     cudaGraphDestroy(graph);
     if (e != cudaSuccess) return cuda_fail(err, e, "instantiate graph");
-    c->graph_seq = seq;
+    *exec_seq = seq;
     return 0;
 }
 
-int g4_cuda_decode_greedy(g4_cuda *c, int seq, int pos0, int32_t first, int n, int32_t *out, float *step_ms,
-                          g4_err *err) {
-    if (pos0 + n > c->max_context) return g4_errorf(err, "decode would pass the context limit %d", c->max_context);
-    if (capture(c, seq, err)) return -1;
+/* Replays `exec` n times from `first` at pos0 and copies the n tokens out. */
+static int replay(g4_cuda *c, cudaGraphExec_t exec, int seq, int pos0, int32_t first, int n, int32_t *out,
+                  float *step_ms, g4_err *err) {
     CK(cudaMemcpyAsync(c->tokens, &first, sizeof first, cudaMemcpyHostToDevice, c->stream), "first token");
     CK(cudaMemcpyAsync(c->pos + seq, &pos0, sizeof pos0, cudaMemcpyHostToDevice, c->stream), "position");
     cudaEvent_t *ev = malloc(sizeof(cudaEvent_t) * (n + 1));
     for (int i = 0; i <= n; i++) cudaEventCreate(&ev[i]);
     cudaEventRecord(ev[0], c->stream);
     for (int i = 0; i < n; i++) {
-        cudaGraphLaunch(c->graph, c->stream);
+        cudaGraphLaunch(exec, c->stream);
         cudaEventRecord(ev[i + 1], c->stream);
     }
     cudaError_t e = cudaStreamSynchronize(c->stream);
@@ -528,6 +555,32 @@ int g4_cuda_decode_greedy(g4_cuda *c, int seq, int pos0, int32_t first, int n, i
     if (e != cudaSuccess) return cuda_fail(err, e, "decode");
     CK(cudaMemcpy(out, c->hist + pos0 + 1, sizeof(int32_t) * n, cudaMemcpyDeviceToHost), "tokens out");
     return 0;
+}
+
+int g4_cuda_decode_greedy(g4_cuda *c, int seq, int pos0, int32_t first, int n, int32_t *out, float *step_ms,
+                          g4_err *err) {
+    if (pos0 + n > c->max_context) return g4_errorf(err, "decode would pass the context limit %d", c->max_context);
+    if (capture(c, seq, NULL, err)) return -1;
+    return replay(c, c->graph, seq, pos0, first, n, out, step_ms, err);
+}
+
+int g4_cuda_decode(g4_cuda *c, int seq, int pos0, int32_t first, int n, const g4_sampling *p, int32_t *out,
+                   float *step_ms, g4_err *err) {
+    if (p->temperature <= 0.0f) return g4_cuda_decode_greedy(c, seq, pos0, first, n, out, step_ms, err);
+    const g4k_sampling host = {p->temperature, p->top_k, p->top_p, p->min_p};
+    if (!g4k_sample_supported(&host)) return 1;
+    if (pos0 + n > c->max_context) return g4_errorf(err, "decode would pass the context limit %d", c->max_context);
+    if (!c->sample_params && (!(c->sample_params = dev_alloc(c, sizeof(g4k_sampling), err)) ||
+                              !(c->rng = dev_alloc(c, sizeof(uint64_t), err)) ||
+                              !(c->sample_scratch = dev_alloc(c, g4k_sample_scratch_bytes(1, c->cfg.vocab_size), err))))
+        return -1;
+    if (capture(c, seq, &host, err)) return -1;
+    /* the parameters and a fresh stream from the seed, as g4_sampler_create starts one
+     * (host and state outlive the copies: replay synchronizes) */
+    const uint64_t state = g4_sampler_rng_init(p->seed);
+    CK(cudaMemcpyAsync(c->sample_params, &host, sizeof host, cudaMemcpyHostToDevice, c->stream), "sampling parameters");
+    CK(cudaMemcpyAsync(c->rng, &state, sizeof state, cudaMemcpyHostToDevice, c->stream), "random state");
+    return replay(c, c->sample_graph, seq, pos0, first, n, out, step_ms, err);
 }
 
 static int profile_begin(g4_cuda *c, g4_err *err) {
@@ -556,7 +609,7 @@ int g4_cuda_profile_step(g4_cuda *c, int seq, int pos0, int32_t token, double *m
     CK(cudaMemcpyAsync(c->tokens, &token, sizeof token, cudaMemcpyHostToDevice, c->stream), "token");
     CK(cudaMemcpyAsync(c->pos + seq, &pos0, sizeof pos0, cudaMemcpyHostToDevice, c->stream), "position");
     if (profile_begin(c, err)) return -1;
-    decode_step(c, seq);
+    decode_step(c, seq, NULL);
     return profile_end(c, ms, names, err);
 }
 

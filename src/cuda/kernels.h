@@ -128,6 +128,28 @@ void g4k_lm_head(float *logits, const float *x, const uint16_t *E, int M, int vo
 /* tokens[m] = argmax of logits[m] (first maximum), ids in suppress[] excluded. */
 void g4k_argmax(int32_t *tokens, const float *logits, int M, int vocab, int sup0, int sup1, g4_stream stream);
 
+/* Sampling on the GPU (sample.cu): tokens[m] = what g4_sample (src/engine/sampler.c)
+ * picks from logits[m] with params[m] and the xorshift64* state rng[m] (advanced
+ * as g4_sample advances it), for M rows. Rows with temperature > 0 need
+ * 1 <= top_k <= G4K_SAMPLE_TOPK (the candidate lists are that long; Gemma's
+ * default top_k is 64); greedy rows (temperature <= 0) take the first maximum,
+ * like g4k_argmax. params and rng are device arrays [M] (so that a captured
+ * graph reads the current ones); host_params holds the same values on the host,
+ * for the check: when a row cannot be sampled here, nothing is launched and the
+ * launcher returns -1 (the caller samples on the host). scratch: device memory
+ * of g4k_sample_scratch_bytes(M, vocab). */
+#define G4K_SAMPLE_TOPK 64
+typedef struct {
+    float temperature;       /* <= 0: greedy */
+    int top_k;
+    float top_p;             /* >= 1: no limit */
+    float min_p;             /* <= 0: no limit */
+} g4k_sampling;
+int g4k_sample_supported(const g4k_sampling *p);
+size_t g4k_sample_scratch_bytes(int M, int vocab);
+int g4k_sample(int32_t *tokens, const float *logits, int M, int vocab, const g4k_sampling *host_params,
+               const g4k_sampling *params, uint64_t *rng, void *scratch, int sup0, int sup1, g4_stream stream);
+
 /* After a greedy step at position *pos: hist[*pos + 1] = *token, then
  * *pos += 1 (so a replayed graph moves forward). */
 void g4k_record_advance(int *pos, const int32_t *token, int32_t *hist, g4_stream stream);

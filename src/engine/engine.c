@@ -150,7 +150,8 @@ int g4_engine_forward(g4_engine *e, const g4_batch_item *items, int n_items, flo
     return 0;
 }
 
-int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t *out, float *step_ms, g4_err *err) {
+int g4_engine_decode(g4_engine *e, int seq, int32_t first, int n, const g4_sampling *params, int32_t *out,
+                     float *step_ms, g4_err *err) {
     if (seq < 0 || seq >= e->opts.max_seqs || e->seq_len[seq] < 0)
         return g4_errorf(err, "sequence %d is not allocated", seq);
     if (first < 0 || first >= e->weights->cfg.vocab_size)
@@ -159,26 +160,38 @@ int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t
         return g4_errorf(err, "%d + %d tokens exceed the context limit of %d", e->seq_len[seq], n, e->opts.max_context);
 #if G4_HAVE_CUDA
     if (e->cuda) {
-        if (g4_cuda_decode_greedy(e->cuda, seq, e->seq_len[seq], first, n, out, step_ms, err)) return -1;
-        e->seq_len[seq] += n;
-        return 0;
+        const int rc = g4_cuda_decode(e->cuda, seq, e->seq_len[seq], first, n, params, out, step_ms, err);
+        if (rc < 0) return -1;
+        if (rc == 0) {
+            e->seq_len[seq] += n;
+            return 0;
+        }
+        /* rc == 1: the GPU sampler cannot take these parameters; sample the GPU's logits here */
     }
 #endif
     const g4_config *c = &e->weights->cfg;
+    g4_sampler *s = g4_sampler_create(params, c->vocab_size, (int[]){c->eoi_token_id, c->eoa_token_id}, 2);
     float *logits = malloc(sizeof(float) * c->vocab_size);
     int32_t tok = first;
-    for (int i = 0; i < n; i++) {
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
         double t0 = g4_now();
         g4_batch_item it = {seq, &tok, 1, false};
-        if (g4_engine_forward(e, &it, 1, logits, err)) {
-            free(logits);
-            return -1;
+        if (!(rc = g4_engine_forward(e, &it, 1, logits, err))) {
+            tok = out[i] = g4_sample(s, logits);
+            if (step_ms) step_ms[i] = (float)((g4_now() - t0) * 1e3);
         }
-        tok = out[i] = g4_argmax(logits, c->vocab_size, (int[]){c->eoi_token_id, c->eoa_token_id}, 2);
-        if (step_ms) step_ms[i] = (float)((g4_now() - t0) * 1e3);
     }
     free(logits);
-    return 0;
+    g4_sampler_free(s);
+    return rc;
+}
+
+int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t *out, float *step_ms, g4_err *err) {
+    g4_sampling greedy;
+    g4_sampling_defaults(&greedy);
+    greedy.temperature = 0.0f;
+    return g4_engine_decode(e, seq, first, n, &greedy, out, step_ms, err);
 }
 
 const g4_weights *g4_engine_weights(const g4_engine *e) { return e->weights; }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "engine/kv_cache.h"
+#include "engine/sampler.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "util/err.h"
@@ -53,9 +54,18 @@ typedef struct {
  * appended to any sequence. */
 int g4_engine_forward(g4_engine *e, const g4_batch_item *items, int n_items, float *logits, g4_err *err);
 
-/* Greedy decode of n steps: feeds `first`, then each chosen token (on the GPU
- * each step is one CUDA graph replay). out[i] is the i-th generated token;
- * step_ms[i] (may be NULL) the time of step i. The sequence grows by n. */
+/* Decode of n steps: feeds `first`, then each chosen token, chosen as
+ * g4_sample chooses with `params` (greedy when temperature <= 0; the random
+ * stream starts from params->seed at each call; <image|> and <audio|> never
+ * chosen). out[i] is the i-th generated token; step_ms[i] (may be NULL) the
+ * time of step i. The sequence grows by n. On the GPU each step is one CUDA
+ * graph replay, the token chosen on the GPU (greedy, or sampled with
+ * 1 <= top_k <= 64); other parameters sample the GPU's logits on the host,
+ * one step at a time. */
+int g4_engine_decode(g4_engine *e, int seq, int32_t first, int n, const g4_sampling *params, int32_t *out,
+                     float *step_ms, g4_err *err);
+
+/* g4_engine_decode with temperature 0. */
 int g4_engine_decode_greedy(g4_engine *e, int seq, int32_t first, int n, int32_t *out, float *step_ms, g4_err *err);
 
 /* GPU time of each stage of one decode step (CUDA only): fills ms[i] and

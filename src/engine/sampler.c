@@ -13,10 +13,12 @@ void g4_sampling_defaults(g4_sampling *s) {
     s->seed = 0;
 }
 
+uint64_t g4_sampler_rng_init(uint64_t seed) { return seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull; }
+
 g4_sampler *g4_sampler_create(const g4_sampling *params, int vocab, const int *suppress, int n_suppress) {
     g4_sampler *s = calloc(1, sizeof *s);
     s->params = *params;
-    s->rng = params->seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull;
+    s->rng = g4_sampler_rng_init(params->seed);
     for (int i = 0; i < n_suppress && i < 4; i++)
         if (suppress[i] >= 0 && suppress[i] < vocab) s->suppress[s->n_suppress++] = suppress[i];
     s->vocab = vocab;

@@ -30,6 +30,9 @@ typedef struct {
     int vocab;
 } g4_sampler;
 
+/* The xorshift64* state a sampler starts from for a seed (the GPU sampler starts the same way). */
+uint64_t g4_sampler_rng_init(uint64_t seed);
+
 g4_sampler *g4_sampler_create(const g4_sampling *params, int vocab, const int *suppress, int n_suppress);
 void g4_sampler_free(g4_sampler *s);
 
