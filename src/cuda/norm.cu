@@ -52,20 +52,29 @@ __global__ void residual_norm_kernel(float *h, float *y, int parts, const float 
 }
 
 /* The same with float4 accesses and the row held in registers between the
- * two reductions (n % 4 == 0, n <= 4 * 4 * 1024): one load of y and h, one
+ * two reductions (n % 4 == 0, n <= 4 * 4 * 512): one load of y and h, one
  * store of h and out. Decode runs this 96 times a step on one block each, so
  * its latency, not its bytes, is what counts. */
 #define RES_VEC 4
-__global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float *y, int parts, const float *w_post,
+__global__ void __launch_bounds__(512) residual_norm_vec(float *h, const float *y, int parts, const float *w_post,
                                                           float scalar, float *out, const float *w_next, int n,
                                                           float eps) {
     __shared__ float red[32];
+    const int n4 = n / 4;
+    /* the norm weights do not depend on the previous kernel: load them while it drains */
+    float4 wpv[RES_VEC], wnv[RES_VEC];
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < n4) {
+            wpv[k] = reinterpret_cast<const float4 *>(w_post)[i];
+            if (w_next) wnv[k] = reinterpret_cast<const float4 *>(w_next)[i];
+        }
+    }
     g4k_wait_inputs();
     g4k_allow_next();
-    const int n4 = n / 4;
     float4 *hr = reinterpret_cast<float4 *>(h + (size_t)blockIdx.x * n);
     const float4 *yr = reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * n);
-    const float4 *wp = reinterpret_cast<const float4 *>(w_post);
     float4 yv[RES_VEC], hv[RES_VEC];
     float ss = 0.0f;
 #pragma unroll
@@ -86,7 +95,7 @@ __global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float 
     for (int k = 0; k < RES_VEC; k++) {
         const int i = threadIdx.x + k * blockDim.x;
         if (i < n4) {
-            const float4 w = wp[i];
+            const float4 w = wpv[k];
             hv[k].x = (hv[k].x + yv[k].x * inv * w.x) * scalar;
             hv[k].y = (hv[k].y + yv[k].y * inv * w.y) * scalar;
             hv[k].z = (hv[k].z + yv[k].z * inv * w.z) * scalar;
@@ -98,12 +107,11 @@ __global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float 
     if (!w_next) return;
     const float inv2 = 1.0f / sqrtf(g4k_block_sum(ss2, red) / n + eps);
     float4 *orow = reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * n);
-    const float4 *wn = reinterpret_cast<const float4 *>(w_next);
 #pragma unroll
     for (int k = 0; k < RES_VEC; k++) {
         const int i = threadIdx.x + k * blockDim.x;
         if (i < n4) {
-            const float4 w = wn[i];
+            const float4 w = wnv[k];
             orow[i] = make_float4(hv[k].x * inv2 * w.x, hv[k].y * inv2 * w.y, hv[k].z * inv2 * w.z, hv[k].w * inv2 * w.w);
         }
     }
@@ -111,7 +119,7 @@ __global__ void __launch_bounds__(1024) residual_norm_vec(float *h, const float 
 
 extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
                                   const float *w_next, int M, int n, float eps, g4_stream s) {
-    if (n % 4 == 0 && n <= 4 * RES_VEC * 1024) {
+    if (n % 4 == 0 && n <= 4 * RES_VEC * 512) {
         int threads = (n / 4 + RES_VEC - 1) / RES_VEC;
         threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
         g4k_launch(residual_norm_vec, M, threads, 0, s, h, y, parts, w_post, scalar, out, w_next, n, eps);
