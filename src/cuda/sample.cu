@@ -24,31 +24,63 @@
 
 /* ------------------------------------------------------------ greedy */
 
-__global__ void argmax_kernel(int32_t *tokens, const float *logits, int vocab, int sup0, int sup1) {
+/* One row is spread over ARGMAX_BLOCKS blocks (one block reading 1 MB of
+ * logits took ~0.1 ms); each leaves its slice's (value, lowest index) in
+ * g_best, and the last block of the row to finish (a ticket it resets for the
+ * next launch) reduces those. */
+#define ARGMAX_BLOCKS 64
+#define ARGMAX_ROWS 8 /* rows per launch */
+__device__ float g_best_v[ARGMAX_ROWS * ARGMAX_BLOCKS];
+__device__ int g_best_i[ARGMAX_ROWS * ARGMAX_BLOCKS];
+__device__ unsigned g_best_ticket[ARGMAX_ROWS];
+
+/* (v, idx) := the better of itself and (ov, oi): larger value, then lower index. */
+__device__ __forceinline__ void better(float &v, int &idx, float ov, int oi) {
+    if (ov > v || (ov == v && oi < idx)) v = ov, idx = oi;
+}
+
+__device__ void block_best(float &v, int &idx) {
     __shared__ float best_v[32];
     __shared__ int best_i[32];
-    g4k_wait_inputs();
-    g4k_allow_next();
-    const float *row = logits + (size_t)blockIdx.x * vocab;
-    float v = -INFINITY;
-    int idx = 0x7fffffff;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const float x = row[i];
-        if (i == sup0 || i == sup1) continue;
-        if (x > v || (x == v && i < idx)) v = x, idx = i;
-    }
-    for (int o = 16; o > 0; o >>= 1) { /* (value, lowest index) reduction */
-        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (ov > v || (ov == v && oi < idx)) v = ov, idx = oi;
-    }
+    for (int o = 16; o > 0; o >>= 1) better(v, idx, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, idx, o));
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (lane == 0) best_v[warp] = v, best_i[warp] = idx;
     __syncthreads();
+    if (threadIdx.x == 0)
+        for (int w = 1; w < (int)blockDim.x / 32; w++) better(v, idx, best_v[w], best_i[w]);
+}
+
+__global__ void argmax_kernel(int32_t *tokens, const float *logits, int vocab, int sup0, int sup1) {
+    __shared__ bool last;
+    g4k_wait_inputs();
+    g4k_allow_next();
+    const int r = blockIdx.y, per = (vocab + gridDim.x - 1) / gridDim.x;
+    const float *row = logits + (size_t)r * vocab;
+    const int begin = blockIdx.x * per, end = begin + per < vocab ? begin + per : vocab;
+    float v = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        if (i == sup0 || i == sup1) continue;
+        better(v, idx, row[i], i);
+    }
+    block_best(v, idx);
     if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)blockDim.x / 32; w++)
-            if (best_v[w] > v || (best_v[w] == v && best_i[w] < idx)) v = best_v[w], idx = best_i[w];
-        tokens[blockIdx.x] = idx;
+        g_best_v[r * ARGMAX_BLOCKS + blockIdx.x] = v, g_best_i[r * ARGMAX_BLOCKS + blockIdx.x] = idx;
+        __threadfence();
+        last = atomicAdd(&g_best_ticket[r], 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    v = -INFINITY, idx = 0x7fffffff;
+    for (int b = threadIdx.x; b < (int)gridDim.x; b += blockDim.x)
+        better(v, idx, __ldcg(&g_best_v[r * ARGMAX_BLOCKS + b]), __ldcg(&g_best_i[r * ARGMAX_BLOCKS + b]));
+    block_best(v, idx);
+    if (threadIdx.x == 0) {
+        if (idx == 0x7fffffff) /* no value above -inf: the first id not excluded, as g4_argmax */
+            for (idx = 0; idx == sup0 || idx == sup1; idx++) {}
+        tokens[r] = idx;
+        g_best_ticket[r] = 0;
     }
 }
 
@@ -243,7 +275,12 @@ __global__ void __launch_bounds__(THREADS) sample_kernel(int32_t *tokens, const 
 /* ------------------------------------------------------------ kernel launchers */
 
 extern "C" void g4k_argmax(int32_t *tokens, const float *logits, int M, int vocab, int sup0, int sup1, g4_stream s) {
-    g4k_launch(argmax_kernel, M, 1024, 0, s, tokens, logits, vocab, sup0, sup1);
+    for (int m = 0; m < M; m += ARGMAX_ROWS) {
+        const int rows = M - m < ARGMAX_ROWS ? M - m : ARGMAX_ROWS;
+        const int blocks = vocab < 64 * 256 ? 1 : ARGMAX_BLOCKS; /* small vocabularies: one block is enough */
+        g4k_launch(argmax_kernel, dim3(blocks, rows), 256, 0, s, tokens + m, logits + (size_t)m * vocab, vocab, sup0,
+                   sup1);
+    }
 }
 
 static int slices(int vocab) { return (vocab + SLICE - 1) / SLICE; }
