@@ -407,6 +407,11 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     const g4_layer_geom *g = &cfg->layer[l];
     cudaStream_t s = c->stream;
     g4k_attn a = attn_geometry(c, seq, l);
+    /* K==V layers: V is the raw k_proj output. The fused decode attention only
+     * reads its inputs at these head dims (kernels.h), so it takes k itself;
+     * elsewhere v gets a copy, as the kernels work in place. */
+    const bool reads_only = n <= GEMV_M && (g->head_dim == 128 || g->head_dim == 256 || g->head_dim == 512);
+    float *v = g->k_eq_v && reads_only ? c->k : c->v;
     const size_t kv_bytes = sizeof(float) * n * g4_layer_kv_dim(cfg, l);
     if (d->qkv.data && use_gemm(n) && !prefill_w8a8()) {
         project_qkv_concat(c, d, n);
@@ -415,7 +420,7 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
         g4_dmatrix qk[2] = {d->q, d->k};
         float *ys[2] = {c->q, c->k};
         gemv_tokens(qk, ys, 2, c->x, n, s);
-        cudaMemcpyAsync(c->v, c->k, kv_bytes, cudaMemcpyDeviceToDevice, s); /* V is the raw k_proj output */
+        if (v != c->k) cudaMemcpyAsync(c->v, c->k, kv_bytes, cudaMemcpyDeviceToDevice, s);
     } else {
         g4_dmatrix qkv[3] = {d->q, d->k, d->v};
         float *ys[3] = {c->q, c->k, c->v};
@@ -423,7 +428,7 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     }
     mark(c, ST_QKV);
     if (n <= GEMV_M) { /* decode: norms, RoPE, cache write and split-K attention in two launches */
-        g4k_attention_decode(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, c->attn, c->attn_parts, pos0, n,
+        g4k_attention_decode(&a, c->q, c->k, v, d->q_norm, d->k_norm, c->attn, c->attn_parts, pos0, n,
                              c->max_context, s);
     } else {
         g4k_qkv_post(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, pos0, n, s);
