@@ -490,7 +490,7 @@ __device__ __forceinline__ void tc_load_tile(const g4k_attn &a, const void *cach
 template <int HD, int DCH>
 __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, const float *q, float *o,
                                                                    const int *pos0p, int M) {
-    constexpr int NS = TC_BK / 8, NO = DCH / 8;
+    constexpr int NS = TC_BK / 8, NO = DCH / 8, SPLIT = DCH <= 128 ? 2 : 1;
     static_assert(HD % 64 == 0 && DCH % 64 == 0 && HD % DCH == 0, "tile widths");
     extern __shared__ uint4 tc_smem[];
     __half *qs = reinterpret_cast<__half *>(tc_smem), *ks = qs + TC_BQ * HD, *vs = ks + TC_BK * HD;
@@ -539,9 +539,12 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
         __syncthreads();
         if (wr0 >= rows || kt > wpos_hi || (a.window && kt + TC_BK - 1 <= wpos_lo - a.window)) continue;
 
-        float s[NS][4];
+        /* S in SPLIT independent partial sums over the head dim: shorter chains of dependent MMAs */
+        float sp[SPLIT][NS][4];
 #pragma unroll
-        for (int j = 0; j < NS; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        for (int h = 0; h < SPLIT; h++)
+#pragma unroll
+            for (int j = 0; j < NS; j++) sp[h][j][0] = sp[h][j][1] = sp[h][j][2] = sp[h][j][3] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++) {
             uint32_t qa[4];
@@ -550,10 +553,19 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
             for (int j = 0; j < NS; j += 2) {
                 uint32_t kb[4];
                 tc_ldsm(ks_a + 2 * tc_swz(8 * j + k_r, 2 * kk + k_c, HD), kb);
-                tc_mma(s[j], qa, kb[0], kb[1]);
-                tc_mma(s[j + 1], qa, kb[2], kb[3]);
+                tc_mma(sp[kk % SPLIT][j], qa, kb[0], kb[1]);
+                tc_mma(sp[kk % SPLIT][j + 1], qa, kb[2], kb[3]);
             }
         }
+        float s[NS][4];
+#pragma unroll
+        for (int j = 0; j < NS; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[j][e] = sp[0][j][e];
+#pragma unroll
+                for (int h = 1; h < SPLIT; h++) s[j][e] += sp[h][j][e];
+            }
         /* mask, online softmax (lane holds rows g (e < 2) and g + 8, keys kt + 8j + 2 t4 + e % 2) */
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
