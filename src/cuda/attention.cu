@@ -346,7 +346,9 @@ static void prefill_ra(const g4k_attn *a, const float *q, float *o, const int *p
  * shared memory, the online softmax in fp32 registers (the row's max and sum
  * shared by the 4 lanes of a quad), P rounded to FP16 as the A operand of
  * O += P V. Tiles wholly outside the window are never visited; a warp skips
- * the MMAs of a tile none of its rows can see.
+ * the MMAs of a tile none of its rows can see. With an FP8 cache and 128-wide
+ * slices (short prompts, where each block's tiles run one after another on an
+ * SM of its own) the next tile's loads are issued before this tile's MMAs.
  * DCH < head_dim recomputes S once per slice: it is taken only when the
  * grid would otherwise leave SMs idle (short prompts), or for head_dim 512,
  * whose 512 fp32 accumulators per row would not fit in registers.
@@ -416,6 +418,33 @@ __device__ __forceinline__ uint4 tc_f32x8(float4 a, float4 b) {
     return make_uint4(tc_h2(a.x, a.y), tc_h2(a.z, a.w), tc_h2(b.x, b.y), tc_h2(b.z, b.w));
 }
 
+/* FP8 rows of positions [kt, kt + TC_BK), elements [col0, col0 + W) of each, into
+ * this thread's registers (8 codes per chunk; positions past kend are zeros)... */
+template <int HD, int W>
+__device__ __forceinline__ void tc_fetch_fp8(const g4k_attn &a, const void *cache, int col0, int kt, int kend,
+                                             uint2 (&raw)[TC_BK * W / 8 / TC_THREADS]) {
+    constexpr int CPR = W / 8, N = TC_BK * CPR / TC_THREADS;
+    const size_t kv_dim = (size_t)a.n_kv_heads * HD;
+    const uint8_t *base = static_cast<const uint8_t *>(cache) + col0;
+#pragma unroll
+    for (int u = 0; u < N; u++) {
+        const int i = threadIdx.x + u * TC_THREADS, p = kt + i / CPR;
+        raw[u] = p <= kend ? __ldg(reinterpret_cast<const uint2 *>(base + kv_row(a, p) * kv_dim + (i % CPR) * 8))
+                           : make_uint2(0, 0);
+    }
+}
+
+/* ... and from there into dst[TC_BK][W] as FP16 (swizzled). */
+template <int W>
+__device__ __forceinline__ void tc_store_fp8(const uint2 (&raw)[TC_BK * W / 8 / TC_THREADS], __half *dst) {
+    constexpr int CPR = W / 8, N = TC_BK * CPR / TC_THREADS;
+#pragma unroll
+    for (int u = 0; u < N; u++) {
+        const int i = threadIdx.x + u * TC_THREADS;
+        *reinterpret_cast<uint4 *>(dst + tc_swz(i / CPR, i % CPR, W)) = tc_fp8x8(raw[u]);
+    }
+}
+
 /* Cache rows of positions [kt, kt + TC_BK), elements [col0, col0 + W) of each,
  * into dst[TC_BK][W] (FP16, swizzled); positions past kend are zeros. The
  * thread's loads are all issued before the first conversion (in groups that
@@ -426,24 +455,10 @@ __device__ __forceinline__ void tc_load_tile(const g4k_attn &a, const void *cach
     constexpr int CPR = W / 8, N = TC_BK * CPR / TC_THREADS;
     static_assert(TC_BK * CPR % TC_THREADS == 0, "tile chunks per thread");
     const size_t kv_dim = (size_t)a.n_kv_heads * HD;
-    if (a.kv_dtype == G4K_KV_FP8) {
-        const uint8_t *base = static_cast<const uint8_t *>(cache) + col0;
-        constexpr int U = N < 16 ? N : 16;
-#pragma unroll
-        for (int u0 = 0; u0 < N; u0 += U) {
-            uint2 raw[U];
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int i = threadIdx.x + (u0 + u) * TC_THREADS, p = kt + i / CPR;
-                raw[u] = p <= kend ? __ldg(reinterpret_cast<const uint2 *>(base + kv_row(a, p) * kv_dim + (i % CPR) * 8))
-                                   : make_uint2(0, 0);
-            }
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int i = threadIdx.x + (u0 + u) * TC_THREADS;
-                *reinterpret_cast<uint4 *>(dst + tc_swz(i / CPR, i % CPR, W)) = tc_fp8x8(raw[u]);
-            }
-        }
+    if (a.kv_dtype == G4K_KV_FP8) { /* N <= 16: 32 registers */
+        uint2 raw[N];
+        tc_fetch_fp8<HD, W>(a, cache, col0, kt, kend, raw);
+        tc_store_fp8<W>(raw, dst);
     } else if (a.kv_dtype == G4K_KV_BF16) {
         const uint16_t *base = static_cast<const uint16_t *>(cache) + col0;
         constexpr int U = N < 8 ? N : 8;
@@ -532,13 +547,9 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
     const int k_r = lane % 8 + 8 * (lane / 16), k_c = (lane / 8) % 2;
     const int v_r = lane % 8 + 8 * ((lane / 8) % 2), v_c = lane / 16;
 
-    for (int kt = kstart; kt <= kend; kt += TC_BK) {
-        __syncthreads(); /* Q stored (first tile); the last tile's K and V no longer read */
-        tc_load_tile<HD, HD>(a, a.k_cache, kvh * HD, kt, kend, ks);
-        tc_load_tile<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt, kend, vs);
-        __syncthreads();
-        if (wr0 >= rows || kt > wpos_hi || (a.window && kt + TC_BK - 1 <= wpos_lo - a.window)) continue;
-
+    /* One tile of keys [kt, kt + TC_BK), K and V in shared memory: S, softmax, O += P V. */
+    auto tile = [&](int kt) {
+        if (wr0 >= rows || kt > wpos_hi || (a.window && kt + TC_BK - 1 <= wpos_lo - a.window)) return;
         /* S in SPLIT independent partial sums over the head dim: shorter chains of dependent MMAs */
         float sp[SPLIT][NS][4];
 #pragma unroll
@@ -608,6 +619,33 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
                 tc_mma(acc[n], pa, vb[0], vb[1]);
                 tc_mma(acc[n + 1], pa, vb[2], vb[3]);
             }
+        }
+    };
+
+    if (DCH == 128 && a.kv_dtype == G4K_KV_FP8) {
+        /* short prompts (128-wide slices leave registers to spare), FP8 cache: the next
+         * tile's loads are in flight while this one is computed */
+        uint2 rk[TC_BK * HD / 8 / TC_THREADS], rv[TC_BK * DCH / 8 / TC_THREADS];
+        tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kstart, kend, rk);
+        tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kstart, kend, rv);
+        for (int kt = kstart; kt <= kend; kt += TC_BK) {
+            __syncthreads(); /* Q stored (first tile); the last tile's K and V no longer read */
+            tc_store_fp8<HD>(rk, ks);
+            tc_store_fp8<DCH>(rv, vs);
+            __syncthreads();
+            if (kt + TC_BK <= kend) {
+                tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kt + TC_BK, kend, rk);
+                tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt + TC_BK, kend, rv);
+            }
+            tile(kt);
+        }
+    } else {
+        for (int kt = kstart; kt <= kend; kt += TC_BK) {
+            __syncthreads(); /* Q stored (first tile); the last tile's K and V no longer read */
+            tc_load_tile<HD, HD>(a, a.k_cache, kvh * HD, kt, kend, ks);
+            tc_load_tile<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt, kend, vs);
+            __syncthreads();
+            tile(kt);
         }
     }
     const float v_scale = a.kv_dtype == G4K_KV_FP8 ? a.v_scale : 1.0f;
