@@ -690,11 +690,13 @@ static void prefill_tc(const g4k_attn *a, const float *q, float *o, const int *p
     }
 }
 
-/* G4_PREFILL_ATTN=simt: the fp32 tiled kernel for every head dim (to compare;
- * read on every call, so that a test can time both in one process). */
+/* G4_PREFILL_ATTN=simt: the fp32 tiled kernel for every head dim (to compare);
+ * so too with G4_EXACT_PREFILL=1, the forward pass's fp32 prefill (cuda_forward.c)
+ * that tests compare with the CPU token for token. Read on every call: tests
+ * switch them within one process. */
 static bool prefill_simt_only() {
-    const char *e = getenv("G4_PREFILL_ATTN");
-    return e && !strcmp(e, "simt");
+    const char *e = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
+    return (e && !strcmp(e, "simt")) || (exact && atoi(exact));
 }
 
 static bool try_prefill(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {

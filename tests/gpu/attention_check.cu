@@ -399,8 +399,8 @@ static void timings() {
                    40 * t_old[0] + 8 * t_old[1]);
         }
     }
-    const char *env = getenv("G4_PREFILL_ATTN");
-    const bool simt_env = env && !strcmp(env, "simt");
+    const char *env = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
+    const bool simt_env = (env && !strcmp(env, "simt")) || (exact && atoi(exact));
     for (int dt = 0; dt < 3; dt++) {
         for (int n : {145, 1024, 512}) {
             const int pos0 = n == 512 ? 8192 - 512 : 0; /* 512: the last chunk of an 8192-token prompt */
@@ -477,9 +477,10 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreate(&g_s));
     graph_check();
     printf("attention_check on %s (%d SMs); tolerance max|o - ref| <= %.0e\n", prop.name, prop.multiProcessorCount, TOL);
-    const char *path = getenv("G4_PREFILL_ATTN");
-    printf("prefill attention (M > 8): %s\n", path && !strcmp(path, "simt") ? "fp32 SIMT tiled kernel (G4_PREFILL_ATTN=simt)"
-                                                                            : "tensor cores (mma.sync FP16) for head_dim 128/256/512");
+    const char *path = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
+    printf("prefill attention (M > 8): %s\n", (path && !strcmp(path, "simt")) || (exact && atoi(exact))
+                                                 ? "fp32 SIMT tiled kernel (G4_PREFILL_ATTN=simt or G4_EXACT_PREFILL=1)"
+                                                 : "tensor cores (mma.sync FP16) for head_dim 128/256/512");
     const int contexts[] = {1, 2, 145, 1023, 1024, 1025, 1500, 4096, 8192};
     const int Ms[] = {1, 2, 7};
     for (int dt = 0; dt < 3; dt++) {
