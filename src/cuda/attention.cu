@@ -6,9 +6,10 @@
  * Decode with the post-processing fused in and split over the keys:
  * attention_decode.cu.
  *
- * Prefill (M > 8): head_dim 128, 256 or 512 on tensor cores (mma.sync, FP16
- * operands, fp32 softmax; attention_prefill_tc); head_dim 64, or any of those
- * with G4_PREFILL_ATTN=simt, the fp32 SIMT tiled kernel (attention_prefill).
+ * Prefill (M > 8): head_dim 128, 256 or 512 with a BF16 or FP8 cache on tensor
+ * cores (mma.sync, FP16 operands, fp32 softmax; attention_prefill_tc); an F32
+ * cache, head_dim 64, or G4_PREFILL_ATTN=simt: the fp32 SIMT tiled kernel
+ * (attention_prefill). See prefill_use_tc.
  * Small M, one block per (query token, query head). Fast path (head_dim 128,
  * 256 or 512): each warp takes every n_warps-th key and keeps an online
  * softmax (running max, sum and output) in registers, each lane owning
@@ -352,9 +353,12 @@ static void prefill_ra(const g4k_attn *a, const float *q, float *o, const int *p
  * DCH < head_dim recomputes S once per slice: it is taken only when the
  * grid would otherwise leave SMs idle (short prompts), or for head_dim 512,
  * whose 512 fp32 accumulators per row would not fit in registers.
- * Error: FP16 rounding of q (and of an F32 cache's K and V; BF16 and FP8 are
- * exact in FP16 when |x| < 65504) and of P: ~2^-12 relative, scores off by
- * ~1e-3 at the 12B's scales, max|o - ref| ~1e-3. Cache values must fit FP16. */
+ * Error: q goes in as two FP16 parts (hi + lo, two MMAs each: q to ~2^-22), BF16
+ * and FP8 K and V are exact in FP16 (|x| < 65504), so scores are as good as
+ * fp32's; what remains is P rounded to FP16 (2^-12 relative): max|o - ref| ~3e-4
+ * at attention_check's scales (an fp64 model of it gives 2-4e-4). An F32 cache's
+ * K and V would be rounded too (~3e-3): it stays on the SIMT kernel unless
+ * G4_PREFILL_ATTN=tc. Cache values must fit FP16. */
 #define TC_WARPS 4
 #define TC_BQ (16 * TC_WARPS)
 #define TC_BK 32
@@ -416,6 +420,16 @@ __device__ __forceinline__ uint4 tc_bf16x8(uint4 w) {
 }
 __device__ __forceinline__ uint4 tc_f32x8(float4 a, float4 b) {
     return make_uint4(tc_h2(a.x, a.y), tc_h2(a.z, a.w), tc_h2(b.x, b.y), tc_h2(b.z, b.w));
+}
+/* x = hi + lo, both FP16: hi = fp16(x), lo = fp16(x - hi) (x to ~2^-22 relative). */
+__device__ __forceinline__ void tc_split2(float x, float y, uint32_t &hi, uint32_t &lo) {
+    const __half2 h = __floats2half2_rn(x, y);
+    const float2 f = __half22float2(h);
+    hi = *reinterpret_cast<const uint32_t *>(&h), lo = tc_h2(x - f.x, y - f.y);
+}
+__device__ __forceinline__ void tc_split8(float4 a, float4 b, uint4 &hi, uint4 &lo) {
+    tc_split2(a.x, a.y, hi.x, lo.x), tc_split2(a.z, a.w, hi.y, lo.y);
+    tc_split2(b.x, b.y, hi.z, lo.z), tc_split2(b.z, b.w, hi.w, lo.w);
 }
 
 /* FP8 rows of positions [kt, kt + TC_BK), elements [col0, col0 + W) of each, into
@@ -508,7 +522,8 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
     constexpr int NS = TC_BK / 8, NO = DCH / 8, SPLIT = DCH <= 128 ? 2 : 1;
     static_assert(HD % 64 == 0 && DCH % 64 == 0 && HD % DCH == 0, "tile widths");
     extern __shared__ uint4 tc_smem[];
-    __half *qs = reinterpret_cast<__half *>(tc_smem), *ks = qs + TC_BQ * HD, *vs = ks + TC_BK * HD;
+    __half *qs = reinterpret_cast<__half *>(tc_smem), *qls = qs + TC_BQ * HD, *ks = qls + TC_BQ * HD;
+    __half *vs = ks + TC_BK * HD;
     g4k_wait_inputs();
     g4k_allow_next();
     const int G = a.n_heads / a.n_kv_heads, kvh = blockIdx.x / (HD / DCH), dc = blockIdx.x % (HD / DCH);
@@ -518,12 +533,13 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
 
     for (int i = threadIdx.x; i < TC_BQ * HD / 8; i += TC_THREADS) {
         const int r = i / (HD / 8), c = i % (HD / 8), R = row0 + r;
-        uint4 h = make_uint4(0, 0, 0, 0);
+        uint4 hi = make_uint4(0, 0, 0, 0), lo = hi;
         if (R < rows) {
             const float4 *src = reinterpret_cast<const float4 *>(q + (size_t)(R / G) * q_dim + (kvh * G + R % G) * HD + c * 8);
-            h = tc_f32x8(src[0], src[1]);
+            tc_split8(src[0], src[1], hi, lo);
         }
-        *reinterpret_cast<uint4 *>(qs + tc_swz(r, c, HD)) = h;
+        *reinterpret_cast<uint4 *>(qs + tc_swz(r, c, HD)) = hi;
+        *reinterpret_cast<uint4 *>(qls + tc_swz(r, c, HD)) = lo;
     }
     /* the keys the block sees: [its first query - window + 1, its last query] */
     const int last_row = row0 + TC_BQ - 1 < rows - 1 ? row0 + TC_BQ - 1 : rows - 1;
@@ -542,6 +558,7 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
     for (int n = 0; n < NO; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
     /* ldmatrix row addresses: Q (A operand), K (B, keys as rows), V (B, transposed) */
     const uint32_t qs_a = (uint32_t)__cvta_generic_to_shared(qs), ks_a = (uint32_t)__cvta_generic_to_shared(ks);
+    const uint32_t qls_a = (uint32_t)__cvta_generic_to_shared(qls);
     const uint32_t vs_a = (uint32_t)__cvta_generic_to_shared(vs);
     const int q_r = 16 * warp + lane % 16, q_c = lane / 16;
     const int k_r = lane % 8 + 8 * (lane / 16), k_c = (lane / 8) % 2;
@@ -558,14 +575,17 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
             for (int j = 0; j < NS; j++) sp[h][j][0] = sp[h][j][1] = sp[h][j][2] = sp[h][j][3] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++) {
-            uint32_t qa[4];
+            uint32_t qa[4], qla[4];
             tc_ldsm(qs_a + 2 * tc_swz(q_r, 2 * kk + q_c, HD), qa);
+            tc_ldsm(qls_a + 2 * tc_swz(q_r, 2 * kk + q_c, HD), qla);
 #pragma unroll
             for (int j = 0; j < NS; j += 2) {
                 uint32_t kb[4];
                 tc_ldsm(ks_a + 2 * tc_swz(8 * j + k_r, 2 * kk + k_c, HD), kb);
                 tc_mma(sp[kk % SPLIT][j], qa, kb[0], kb[1]);
                 tc_mma(sp[kk % SPLIT][j + 1], qa, kb[2], kb[3]);
+                tc_mma(sp[kk % SPLIT][j], qla, kb[0], kb[1]);
+                tc_mma(sp[kk % SPLIT][j + 1], qla, kb[2], kb[3]);
             }
         }
         float s[NS][4];
@@ -665,7 +685,7 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
 
 template <int HD, int DCH>
 static void launch_prefill_tc(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
-    const size_t smem = sizeof(__half) * ((size_t)(TC_BQ + TC_BK) * HD + (size_t)TC_BK * DCH);
+    const size_t smem = sizeof(__half) * ((size_t)(2 * TC_BQ + TC_BK) * HD + (size_t)TC_BK * DCH);
     static bool raised = false;
     if (!raised) {
         cudaFuncSetAttribute(attention_prefill_tc<HD, DCH>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -690,18 +710,21 @@ static void prefill_tc(const g4k_attn *a, const float *q, float *o, const int *p
     }
 }
 
-/* G4_PREFILL_ATTN=simt: the fp32 tiled kernel for every head dim (to compare);
- * so too with G4_EXACT_PREFILL=1, the forward pass's fp32 prefill (cuda_forward.c)
- * that tests compare with the CPU token for token. Read on every call: tests
- * switch them within one process. */
-static bool prefill_simt_only() {
+/* Whether the tensor-core kernel takes this call. Not for an F32 cache (the exact
+ * configuration: its K rounded to FP16 would put scores off by ~1e-3 and max|o - ref|
+ * at ~3e-3; G4_PREFILL_ATTN=tc takes it there too, to measure). G4_PREFILL_ATTN=simt:
+ * the fp32 tiled kernel for every head dim (to compare); so too with G4_EXACT_PREFILL=1,
+ * the forward pass's fp32 prefill (cuda_forward.c) that tests compare with the CPU
+ * token for token. Read on every call: tests switch them within one process. */
+static bool prefill_use_tc(const g4k_attn *a) {
     const char *e = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
-    return (e && !strcmp(e, "simt")) || (exact && atoi(exact));
+    if ((e && !strcmp(e, "simt")) || (exact && atoi(exact))) return false;
+    return a->kv_dtype != G4K_KV_F32 || (e && !strcmp(e, "tc"));
 }
 
 static bool try_prefill(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
     if (M <= 8) return false;
-    if (!prefill_simt_only() && a->n_heads % a->n_kv_heads == 0) {
+    if (prefill_use_tc(a) && a->n_heads % a->n_kv_heads == 0) {
         switch (a->head_dim) {
         case 128: prefill_tc<128>(a, q, o, pos0, M, s); return true;
         case 256: prefill_tc<256>(a, q, o, pos0, M, s); return true;

@@ -401,6 +401,8 @@ static void timings() {
     }
     const char *env = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
     const bool simt_env = (env && !strcmp(env, "simt")) || (exact && atoi(exact));
+    char env_copy[16] = ""; /* G4_PREFILL_ATTN as given (tc), restored after each SIMT timing */
+    if (env) snprintf(env_copy, sizeof env_copy, "%s", env);
     for (int dt = 0; dt < 3; dt++) {
         for (int n : {145, 1024, 512}) {
             const int pos0 = n == 512 ? 8192 - 512 : 0; /* 512: the last chunk of an 8192-token prompt */
@@ -415,7 +417,8 @@ static void timings() {
                 if (!simt_env) { /* the fp32 SIMT kernel, for comparison */
                     setenv("G4_PREFILL_ATTN", "simt", 1);
                     t_simt[kk] = time_it([&] { g4k_attention(&a, q, o, dpos, n, MAX_CONTEXT, g_s); });
-                    unsetenv("G4_PREFILL_ATTN");
+                    if (env_copy[0]) setenv("G4_PREFILL_ATTN", env_copy, 1);
+                    else unsetenv("G4_PREFILL_ATTN");
                 }
             }
             printf("prefill %-4s %4d tokens at %4d: sliding %.4f  full %.4f  per forward (40 + 8 layers) %.3f",
@@ -480,7 +483,9 @@ int main(int argc, char **argv) {
     const char *path = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
     printf("prefill attention (M > 8): %s\n", (path && !strcmp(path, "simt")) || (exact && atoi(exact))
                                                  ? "fp32 SIMT tiled kernel (G4_PREFILL_ATTN=simt or G4_EXACT_PREFILL=1)"
-                                                 : "tensor cores (mma.sync FP16) for head_dim 128/256/512");
+                                                 : path && !strcmp(path, "tc")
+                                                     ? "tensor cores (mma.sync FP16) for head_dim 128/256/512, every cache dtype"
+                                                     : "tensor cores (mma.sync FP16) for head_dim 128/256/512 with BF16/FP8 caches");
     const int contexts[] = {1, 2, 145, 1023, 1024, 1025, 1500, 4096, 8192};
     const int Ms[] = {1, 2, 7};
     for (int dt = 0; dt < 3; dt++) {
