@@ -25,8 +25,10 @@
  * chunk) and two small test-model shapes (head_dim 32 and 64: fallback paths).
  * Then the median of 50 timed launches (after warm-up, CUDA events) of the
  * decode launcher and the old two-kernel path, and of the prefill kernel (the
- * tensor-core one, and in parentheses the fp32 SIMT one it replaced).
- * G4_PREFILL_ATTN=simt runs every check and timing on the SIMT prefill kernel.
+ * tensor-core one, and in parentheses the fp32 SIMT one it replaced; an F32
+ * cache takes the SIMT kernel in both unless G4_PREFILL_ATTN=tc).
+ * G4_PREFILL_ATTN=simt runs every check and timing on the SIMT prefill kernel;
+ * G4_PREFILL_ATTN=tc puts F32 caches on the tensor-core one too.
  *
  * Build: make build/tests/gpu/attention_check; run: build/tests/gpu/attention_check [--quick]
  * (--quick: contexts 145 and 1025 only, no 512-token chunks, no timings: for
