@@ -6,7 +6,10 @@
  * Decode with the post-processing fused in and split over the keys:
  * attention_decode.cu.
  *
- * Prefill (M > 8, head_dim a multiple of 64): the tiled kernel below.
+ * Prefill (M > 8): head_dim 128, 256 or 512 with a BF16 or FP8 cache on tensor
+ * cores (mma.sync, FP16 operands, fp32 softmax; attention_prefill_tc); an F32
+ * cache, head_dim 64, or G4_PREFILL_ATTN=simt: the fp32 SIMT tiled kernel
+ * (attention_prefill). See prefill_use_tc.
  * Small M, one block per (query token, query head). Fast path (head_dim 128,
  * 256 or 512): each warp takes every n_warps-th key and keeps an online
  * softmax (running max, sum and output) in registers, each lane owning
@@ -15,6 +18,8 @@
  * once per key. The warps' partial results are merged through shared memory.
  * Generic path (any head_dim, small test models): scores in shared memory. */
 #include <assert.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda/kv.cuh"
 
@@ -327,8 +332,406 @@ static void prefill_ra(const g4k_attn *a, const float *q, float *o, const int *p
     else launch_prefill<NC, 1>(a, q, o, pos0, M, s);
 }
 
+/* ------------------------------------------------------------ prefill: tensor cores */
+
+/* Flash-attention-2 style on mma.sync m16n8k16 (FP16 operands, fp32
+ * accumulation). The rows of a query tile are (token, q head) pairs of one KV
+ * head's group, token-major (row R: token R / G, head kvh * G + R % G, G =
+ * n_heads / n_kv_heads), so the q heads that share a KV head share its K/V
+ * tiles: 2M rows per KV head on the 12B's sliding layers, 16M on its full
+ * layers. One block of TC_WARPS warps per (64-row tile, KV head, slice of DCH
+ * output dims); warp w owns rows 16w..16w+15. Per tile of TC_BK keys: K rows
+ * (all head_dim) and V rows (the block's DCH dims) are converted to FP16 in
+ * shared memory (FP8 codes as they are, exact in FP16: the K scale multiplies
+ * the fp32 scores and the V scale the output), S = Q K^T by MMA from Q in
+ * shared memory, the online softmax in fp32 registers (the row's max and sum
+ * shared by the 4 lanes of a quad), P rounded to FP16 as the A operand of
+ * O += P V. Tiles wholly outside the window are never visited; a warp skips
+ * the MMAs of a tile none of its rows can see. With an FP8 cache and 128-wide
+ * slices (short prompts, where each block's tiles run one after another on an
+ * SM of its own) the next tile's loads are issued before this tile's MMAs.
+ * DCH < head_dim recomputes S once per slice: it is taken only when the
+ * grid would otherwise leave SMs idle (short prompts), or for head_dim 512,
+ * whose 512 fp32 accumulators per row would not fit in registers.
+ * Error: q goes in as two FP16 parts (hi + lo, two MMAs each: q to ~2^-22), BF16
+ * and FP8 K and V are exact in FP16 (|x| < 65504), so scores are as good as
+ * fp32's; what remains is P rounded to FP16 (2^-12 relative): max|o - ref| ~3e-4
+ * at attention_check's scales (an fp64 model of it gives 2-4e-4). An F32 cache's
+ * K and V would be rounded too (~3e-3): it stays on the SIMT kernel unless
+ * G4_PREFILL_ATTN=tc. Cache values must fit FP16. */
+#define TC_WARPS 4
+#define TC_BQ (16 * TC_WARPS)
+#define TC_BK 32
+#define TC_THREADS (32 * TC_WARPS)
+#define TC_LOG2E 1.4426950408889634f
+
+/* Offset in halves of the 16-byte chunk c of row r in a tile of rows of W
+ * halves, chunks XOR-swizzled by r % 8 so that the 8 row addresses of an
+ * ldmatrix hit distinct banks (W >= 64). */
+__device__ __forceinline__ int tc_swz(int r, int c, int W) { return r * W + ((c ^ (r & 7)) << 3); }
+
+__device__ __forceinline__ uint32_t tc_h2(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+__device__ __forceinline__ void tc_ldsm(uint32_t addr, uint32_t *r) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+__device__ __forceinline__ void tc_ldsm_t(uint32_t addr, uint32_t *r) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+/* c += a (16x16, row) * b (16x8, col), FP16 in, fp32 accumulate. */
+__device__ __forceinline__ void tc_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ float tc_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* 8 cache elements (FP8 codes, BF16 or fp32) -> 8 FP16 values as a uint4. */
+__device__ __forceinline__ uint4 tc_fp8x8(uint2 w) {
+    uint4 r;
+    __half2_raw h;
+    h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w.x & 0xffffu), __NV_E4M3), r.x = h.x | ((uint32_t)h.y << 16);
+    h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w.x >> 16), __NV_E4M3), r.y = h.x | ((uint32_t)h.y << 16);
+    h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w.y & 0xffffu), __NV_E4M3), r.z = h.x | ((uint32_t)h.y << 16);
+    h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w.y >> 16), __NV_E4M3), r.w = h.x | ((uint32_t)h.y << 16);
+    return r;
+}
+__device__ __forceinline__ uint32_t tc_bf16x2(uint32_t w) {
+    return tc_h2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+__device__ __forceinline__ uint4 tc_bf16x8(uint4 w) {
+    return make_uint4(tc_bf16x2(w.x), tc_bf16x2(w.y), tc_bf16x2(w.z), tc_bf16x2(w.w));
+}
+__device__ __forceinline__ uint4 tc_f32x8(float4 a, float4 b) {
+    return make_uint4(tc_h2(a.x, a.y), tc_h2(a.z, a.w), tc_h2(b.x, b.y), tc_h2(b.z, b.w));
+}
+/* x = hi + lo, both FP16: hi = fp16(x), lo = fp16(x - hi) (x to ~2^-22 relative). */
+__device__ __forceinline__ void tc_split2(float x, float y, uint32_t &hi, uint32_t &lo) {
+    const __half2 h = __floats2half2_rn(x, y);
+    const float2 f = __half22float2(h);
+    hi = *reinterpret_cast<const uint32_t *>(&h), lo = tc_h2(x - f.x, y - f.y);
+}
+__device__ __forceinline__ void tc_split8(float4 a, float4 b, uint4 &hi, uint4 &lo) {
+    tc_split2(a.x, a.y, hi.x, lo.x), tc_split2(a.z, a.w, hi.y, lo.y);
+    tc_split2(b.x, b.y, hi.z, lo.z), tc_split2(b.z, b.w, hi.w, lo.w);
+}
+
+/* FP8 rows of positions [kt, kt + TC_BK), elements [col0, col0 + W) of each, into
+ * this thread's registers (8 codes per chunk; positions past kend are zeros)... */
+template <int HD, int W>
+__device__ __forceinline__ void tc_fetch_fp8(const g4k_attn &a, const void *cache, int col0, int kt, int kend,
+                                             uint2 (&raw)[TC_BK * W / 8 / TC_THREADS]) {
+    constexpr int CPR = W / 8, N = TC_BK * CPR / TC_THREADS;
+    const size_t kv_dim = (size_t)a.n_kv_heads * HD;
+    const uint8_t *base = static_cast<const uint8_t *>(cache) + col0;
+#pragma unroll
+    for (int u = 0; u < N; u++) {
+        const int i = threadIdx.x + u * TC_THREADS, p = kt + i / CPR;
+        raw[u] = p <= kend ? __ldg(reinterpret_cast<const uint2 *>(base + kv_row(a, p) * kv_dim + (i % CPR) * 8))
+                           : make_uint2(0, 0);
+    }
+}
+
+/* ... and from there into dst[TC_BK][W] as FP16 (swizzled). */
+template <int W>
+__device__ __forceinline__ void tc_store_fp8(const uint2 (&raw)[TC_BK * W / 8 / TC_THREADS], __half *dst) {
+    constexpr int CPR = W / 8, N = TC_BK * CPR / TC_THREADS;
+#pragma unroll
+    for (int u = 0; u < N; u++) {
+        const int i = threadIdx.x + u * TC_THREADS;
+        *reinterpret_cast<uint4 *>(dst + tc_swz(i / CPR, i % CPR, W)) = tc_fp8x8(raw[u]);
+    }
+}
+
+/* Cache rows of positions [kt, kt + TC_BK), elements [col0, col0 + W) of each,
+ * into dst[TC_BK][W] (FP16, swizzled); positions past kend are zeros. The
+ * thread's loads are all issued before the first conversion (in groups that
+ * keep ~32 registers of raw data). */
+template <int HD, int W>
+__device__ __forceinline__ void tc_load_tile(const g4k_attn &a, const void *cache, int col0, int kt, int kend,
+                                             __half *dst) {
+    constexpr int CPR = W / 8, N = TC_BK * CPR / TC_THREADS;
+    static_assert(TC_BK * CPR % TC_THREADS == 0, "tile chunks per thread");
+    const size_t kv_dim = (size_t)a.n_kv_heads * HD;
+    if (a.kv_dtype == G4K_KV_FP8) { /* N <= 16: 32 registers */
+        uint2 raw[N];
+        tc_fetch_fp8<HD, W>(a, cache, col0, kt, kend, raw);
+        tc_store_fp8<W>(raw, dst);
+    } else if (a.kv_dtype == G4K_KV_BF16) {
+        const uint16_t *base = static_cast<const uint16_t *>(cache) + col0;
+        constexpr int U = N < 8 ? N : 8;
+#pragma unroll
+        for (int u0 = 0; u0 < N; u0 += U) {
+            uint4 raw[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int i = threadIdx.x + (u0 + u) * TC_THREADS, p = kt + i / CPR;
+                raw[u] = p <= kend ? __ldg(reinterpret_cast<const uint4 *>(base + kv_row(a, p) * kv_dim + (i % CPR) * 8))
+                                   : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int i = threadIdx.x + (u0 + u) * TC_THREADS;
+                *reinterpret_cast<uint4 *>(dst + tc_swz(i / CPR, i % CPR, W)) = tc_bf16x8(raw[u]);
+            }
+        }
+    } else {
+        const float *base = static_cast<const float *>(cache) + col0;
+        constexpr int U = N < 4 ? N : 4;
+#pragma unroll
+        for (int u0 = 0; u0 < N; u0 += U) {
+            float4 raw[U][2];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int i = threadIdx.x + (u0 + u) * TC_THREADS, p = kt + i / CPR;
+                if (p <= kend) {
+                    const float4 *src = reinterpret_cast<const float4 *>(base + kv_row(a, p) * kv_dim + (i % CPR) * 8);
+                    raw[u][0] = __ldg(src), raw[u][1] = __ldg(src + 1);
+                } else {
+                    raw[u][0] = raw[u][1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int i = threadIdx.x + (u0 + u) * TC_THREADS;
+                *reinterpret_cast<uint4 *>(dst + tc_swz(i / CPR, i % CPR, W)) = tc_f32x8(raw[u][0], raw[u][1]);
+            }
+        }
+    }
+}
+
+template <int HD, int DCH>
+__global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, const float *q, float *o,
+                                                                   const int *pos0p, int M) {
+    constexpr int NS = TC_BK / 8, NO = DCH / 8, SPLIT = DCH <= 128 ? 2 : 1;
+    static_assert(HD % 64 == 0 && DCH % 64 == 0 && HD % DCH == 0, "tile widths");
+    extern __shared__ uint4 tc_smem[];
+    __half *qs = reinterpret_cast<__half *>(tc_smem), *qls = qs + TC_BQ * HD, *ks = qls + TC_BQ * HD;
+    __half *vs = ks + TC_BK * HD;
+    g4k_wait_inputs();
+    g4k_allow_next();
+    const int G = a.n_heads / a.n_kv_heads, kvh = blockIdx.x / (HD / DCH), dc = blockIdx.x % (HD / DCH);
+    const int row0 = (gridDim.y - 1 - blockIdx.y) * TC_BQ; /* the longest tiles (last queries) first */
+    const int rows = M * G, q_dim = a.n_heads * HD, pos0 = *pos0p;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
+
+    for (int i = threadIdx.x; i < TC_BQ * HD / 8; i += TC_THREADS) {
+        const int r = i / (HD / 8), c = i % (HD / 8), R = row0 + r;
+        uint4 hi = make_uint4(0, 0, 0, 0), lo = hi;
+        if (R < rows) {
+            const float4 *src = reinterpret_cast<const float4 *>(q + (size_t)(R / G) * q_dim + (kvh * G + R % G) * HD + c * 8);
+            tc_split8(src[0], src[1], hi, lo);
+        }
+        *reinterpret_cast<uint4 *>(qs + tc_swz(r, c, HD)) = hi;
+        *reinterpret_cast<uint4 *>(qls + tc_swz(r, c, HD)) = lo;
+    }
+    /* the keys the block sees: [its first query - window + 1, its last query] */
+    const int last_row = row0 + TC_BQ - 1 < rows - 1 ? row0 + TC_BQ - 1 : rows - 1;
+    const int kend = pos0 + last_row / G, qfirst = pos0 + row0 / G;
+    const int kstart = a.window && qfirst - a.window + 1 > 0 ? qfirst - a.window + 1 : 0;
+    /* this warp's rows and the positions of this lane's two rows (g, g + 8); -1: past the last row */
+    const int wr0 = row0 + 16 * warp, wr1 = wr0 + 15 < rows - 1 ? wr0 + 15 : rows - 1;
+    const int wpos_lo = pos0 + wr0 / G, wpos_hi = pos0 + wr1 / G;
+    int qpos[2];
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) qpos[hr] = wr0 + g + 8 * hr < rows ? pos0 + (wr0 + g + 8 * hr) / G : -1;
+    const float s_scale = (a.kv_dtype == G4K_KV_FP8 ? a.k_scale : 1.0f) * TC_LOG2E; /* scores in log2 units */
+
+    float acc[NO][4], rm[2] = {-INFINITY, -INFINITY}, rl[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < NO; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    /* ldmatrix row addresses: Q (A operand), K (B, keys as rows), V (B, transposed) */
+    const uint32_t qs_a = (uint32_t)__cvta_generic_to_shared(qs), ks_a = (uint32_t)__cvta_generic_to_shared(ks);
+    const uint32_t qls_a = (uint32_t)__cvta_generic_to_shared(qls);
+    const uint32_t vs_a = (uint32_t)__cvta_generic_to_shared(vs);
+    const int q_r = 16 * warp + lane % 16, q_c = lane / 16;
+    const int k_r = lane % 8 + 8 * (lane / 16), k_c = (lane / 8) % 2;
+    const int v_r = lane % 8 + 8 * ((lane / 8) % 2), v_c = lane / 16;
+
+    /* One tile of keys [kt, kt + TC_BK), K and V in shared memory: S, softmax, O += P V. */
+    auto tile = [&](int kt) {
+        if (wr0 >= rows || kt > wpos_hi || (a.window && kt + TC_BK - 1 <= wpos_lo - a.window)) return;
+        /* S in SPLIT independent partial sums over the head dim: shorter chains of dependent MMAs */
+        float sp[SPLIT][NS][4];
+#pragma unroll
+        for (int h = 0; h < SPLIT; h++)
+#pragma unroll
+            for (int j = 0; j < NS; j++) sp[h][j][0] = sp[h][j][1] = sp[h][j][2] = sp[h][j][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            uint32_t qa[4], qla[4];
+            tc_ldsm(qs_a + 2 * tc_swz(q_r, 2 * kk + q_c, HD), qa);
+            tc_ldsm(qls_a + 2 * tc_swz(q_r, 2 * kk + q_c, HD), qla);
+#pragma unroll
+            for (int j = 0; j < NS; j += 2) {
+                uint32_t kb[4];
+                tc_ldsm(ks_a + 2 * tc_swz(8 * j + k_r, 2 * kk + k_c, HD), kb);
+                tc_mma(sp[kk % SPLIT][j], qa, kb[0], kb[1]);
+                tc_mma(sp[kk % SPLIT][j + 1], qa, kb[2], kb[3]);
+                tc_mma(sp[kk % SPLIT][j], qla, kb[0], kb[1]);
+                tc_mma(sp[kk % SPLIT][j + 1], qla, kb[2], kb[3]);
+            }
+        }
+        float s[NS][4];
+#pragma unroll
+        for (int j = 0; j < NS; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[j][e] = sp[0][j][e];
+#pragma unroll
+                for (int h = 1; h < SPLIT; h++) s[j][e] += sp[h][j][e];
+            }
+        /* mask, online softmax (lane holds rows g (e < 2) and g + 8, keys kt + 8j + 2 t4 + e % 2) */
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < NS; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int p = kt + 8 * j + 2 * t4 + (e & 1), qp = qpos[e >> 1];
+                const bool visible = p <= qp && (!a.window || p > qp - a.window);
+                s[j][e] = visible ? s[j][e] * s_scale : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
+            }
+        float sc[2], base[2];
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            mx[hr] = fmaxf(mx[hr], __shfl_xor_sync(0xffffffffu, mx[hr], 1));
+            mx[hr] = fmaxf(mx[hr], __shfl_xor_sync(0xffffffffu, mx[hr], 2));
+            const float nm = fmaxf(rm[hr], mx[hr]);
+            sc[hr] = nm == -INFINITY ? 1.0f : tc_exp2(rm[hr] - nm); /* nothing visible yet: stay empty */
+            base[hr] = nm == -INFINITY ? 0.0f : nm;
+            rm[hr] = nm;
+            rl[hr] *= sc[hr];
+        }
+#pragma unroll
+        for (int j = 0; j < NS; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[j][e] = tc_exp2(s[j][e] - base[e >> 1]);
+                rl[e >> 1] += s[j][e];
+            }
+#pragma unroll
+        for (int n = 0; n < NO; n++) acc[n][0] *= sc[0], acc[n][1] *= sc[0], acc[n][2] *= sc[1], acc[n][3] *= sc[1];
+#pragma unroll
+        for (int kk = 0; kk < TC_BK / 16; kk++) {
+            const uint32_t pa[4] = {tc_h2(s[2 * kk][0], s[2 * kk][1]), tc_h2(s[2 * kk][2], s[2 * kk][3]),
+                                    tc_h2(s[2 * kk + 1][0], s[2 * kk + 1][1]), tc_h2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int n = 0; n < NO; n += 2) {
+                uint32_t vb[4];
+                tc_ldsm_t(vs_a + 2 * tc_swz(16 * kk + v_r, n + v_c, DCH), vb);
+                tc_mma(acc[n], pa, vb[0], vb[1]);
+                tc_mma(acc[n + 1], pa, vb[2], vb[3]);
+            }
+        }
+    };
+
+    if (DCH == 128 && a.kv_dtype == G4K_KV_FP8) {
+        /* short prompts (128-wide slices leave registers to spare), FP8 cache: the next
+         * tile's loads are in flight while this one is computed */
+        uint2 rk[TC_BK * HD / 8 / TC_THREADS], rv[TC_BK * DCH / 8 / TC_THREADS];
+        tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kstart, kend, rk);
+        tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kstart, kend, rv);
+        for (int kt = kstart; kt <= kend; kt += TC_BK) {
+            __syncthreads(); /* Q stored (first tile); the last tile's K and V no longer read */
+            tc_store_fp8<HD>(rk, ks);
+            tc_store_fp8<DCH>(rv, vs);
+            __syncthreads();
+            if (kt + TC_BK <= kend) {
+                tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kt + TC_BK, kend, rk);
+                tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt + TC_BK, kend, rv);
+            }
+            tile(kt);
+        }
+    } else {
+        for (int kt = kstart; kt <= kend; kt += TC_BK) {
+            __syncthreads(); /* Q stored (first tile); the last tile's K and V no longer read */
+            tc_load_tile<HD, HD>(a, a.k_cache, kvh * HD, kt, kend, ks);
+            tc_load_tile<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt, kend, vs);
+            __syncthreads();
+            tile(kt);
+        }
+    }
+    const float v_scale = a.kv_dtype == G4K_KV_FP8 ? a.v_scale : 1.0f;
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        rl[hr] += __shfl_xor_sync(0xffffffffu, rl[hr], 1);
+        rl[hr] += __shfl_xor_sync(0xffffffffu, rl[hr], 2);
+        if (qpos[hr] < 0) continue;
+        const int R = wr0 + g + 8 * hr;
+        const float inv = v_scale / rl[hr];
+        float *orow = o + (size_t)(R / G) * q_dim + (kvh * G + R % G) * HD + dc * DCH + 2 * t4;
+#pragma unroll
+        for (int n = 0; n < NO; n++)
+            *reinterpret_cast<float2 *>(orow + 8 * n) = make_float2(acc[n][2 * hr] * inv, acc[n][2 * hr + 1] * inv);
+    }
+}
+
+template <int HD, int DCH>
+static void launch_prefill_tc(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
+    const size_t smem = sizeof(__half) * ((size_t)(2 * TC_BQ + TC_BK) * HD + (size_t)TC_BK * DCH);
+    static bool raised = false;
+    if (!raised) {
+        cudaFuncSetAttribute(attention_prefill_tc<HD, DCH>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        raised = true;
+    }
+    const int tiles = (M * (a->n_heads / a->n_kv_heads) + TC_BQ - 1) / TC_BQ;
+    g4k_launch(attention_prefill_tc<HD, DCH>, dim3(a->n_kv_heads * (HD / DCH), tiles), TC_THREADS, smem, s, *a, q, o,
+               pos0, M);
+}
+
+/* Output slices: head_dim 512 always in two (or four); 256 whole unless that
+ * leaves SMs idle. */
+template <int HD>
+static void prefill_tc(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
+    const long tiles = (M * (long)(a->n_heads / a->n_kv_heads) + TC_BQ - 1) / TC_BQ;
+    const bool few = tiles * a->n_kv_heads * (HD > 256 ? HD / 256 : 1) < device_sms();
+    if constexpr (HD == 128) {
+        launch_prefill_tc<HD, 128>(a, q, o, pos0, M, s);
+    } else {
+        if (few) launch_prefill_tc<HD, 128>(a, q, o, pos0, M, s);
+        else launch_prefill_tc<HD, 256>(a, q, o, pos0, M, s);
+    }
+}
+
+/* Whether the tensor-core kernel takes this call. Not for an F32 cache (the exact
+ * configuration: its K rounded to FP16 would put scores off by ~1e-3 and max|o - ref|
+ * at ~3e-3; G4_PREFILL_ATTN=tc takes it there too, to measure). G4_PREFILL_ATTN=simt:
+ * the fp32 tiled kernel for every head dim (to compare); so too with G4_EXACT_PREFILL=1,
+ * the forward pass's fp32 prefill (cuda_forward.c) that tests compare with the CPU
+ * token for token. Read on every call: tests switch them within one process. */
+static bool prefill_use_tc(const g4k_attn *a) {
+    const char *e = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
+    if ((e && !strcmp(e, "simt")) || (exact && atoi(exact))) return false;
+    return a->kv_dtype != G4K_KV_F32 || (e && !strcmp(e, "tc"));
+}
+
 static bool try_prefill(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
     if (M <= 8) return false;
+    if (prefill_use_tc(a) && a->n_heads % a->n_kv_heads == 0) {
+        switch (a->head_dim) {
+        case 128: prefill_tc<128>(a, q, o, pos0, M, s); return true;
+        case 256: prefill_tc<256>(a, q, o, pos0, M, s); return true;
+        case 512: prefill_tc<512>(a, q, o, pos0, M, s); return true;
+        default: break;
+        }
+    }
     switch (a->head_dim) {
     case 64: prefill_ra<1>(a, q, o, pos0, M, s); return true;
     case 128: prefill_ra<2>(a, q, o, pos0, M, s); return true;

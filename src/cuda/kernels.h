@@ -87,8 +87,12 @@ void g4k_qkv_post(const g4k_attn *a, float *q, float *k, float *v, const float *
 
 /* o[m][h] = softmax(q[m][h] . K^T) V over the visible keys (scale 1.0), q already
  * post-processed and the M new rows already in the cache (g4k_qkv_post). M <= 8: one
- * block per (token, head); M > 8 (prefill) with head_dim a multiple of 64 (<= 512):
- * tiled flash-style kernel (fp32 SIMT); other head dims: a generic per-(token, head) kernel. */
+ * block per (token, head); M > 8 (prefill) with head_dim 128, 256 or 512 and a BF16 or
+ * FP8 cache: flash-style kernel on tensor cores (FP16 operands: q split in two FP16
+ * parts, P rounded to FP16, max|o - ref| ~3e-4; cache values must fit FP16; fp32 softmax
+ * and accumulation); an F32 cache (unless G4_PREFILL_ATTN=tc), head_dim 64, or any call
+ * with G4_PREFILL_ATTN=simt or G4_EXACT_PREFILL=1 in the environment: tiled flash-style
+ * kernel in fp32 SIMT; other head dims: a generic per-(token, head) kernel. */
 void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, int max_context,
                    g4_stream stream);
 

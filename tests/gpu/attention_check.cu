@@ -24,7 +24,11 @@
  * k_eq_v, partial RoPE), plus head_dim 128 (the decode kernel's widest query
  * chunk) and two small test-model shapes (head_dim 32 and 64: fallback paths).
  * Then the median of 50 timed launches (after warm-up, CUDA events) of the
- * decode launcher and the old two-kernel path, and of the prefill kernel.
+ * decode launcher and the old two-kernel path, and of the prefill kernel (the
+ * tensor-core one, and in parentheses the fp32 SIMT one it replaced; an F32
+ * cache takes the SIMT kernel in both unless G4_PREFILL_ATTN=tc).
+ * G4_PREFILL_ATTN=simt runs every check and timing on the SIMT prefill kernel;
+ * G4_PREFILL_ATTN=tc puts F32 caches on the tensor-core one too.
  *
  * Build: make build/tests/gpu/attention_check; run: build/tests/gpu/attention_check [--quick]
  * (--quick: contexts 145 and 1025 only, no 512-token chunks, no timings: for
@@ -397,10 +401,14 @@ static void timings() {
                    40 * t_old[0] + 8 * t_old[1]);
         }
     }
+    const char *env = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
+    const bool simt_env = (env && !strcmp(env, "simt")) || (exact && atoi(exact));
+    char env_copy[16] = ""; /* G4_PREFILL_ATTN as given (tc), restored after each SIMT timing */
+    if (env) snprintf(env_copy, sizeof env_copy, "%s", env);
     for (int dt = 0; dt < 3; dt++) {
         for (int n : {145, 1024, 512}) {
             const int pos0 = n == 512 ? 8192 - 512 : 0; /* 512: the last chunk of an 8192-token prompt */
-            float t[2];
+            float t[2], t_simt[2];
             for (int kk = 0; kk < 2; kk++) {
                 const kind &k = kk ? FULL : SLIDING;
                 g4k_attn a = timing_setup(k, dt, kk ? 0 : k.window + 1024, n);
@@ -408,9 +416,19 @@ static void timings() {
                 const float *q = (float *)d_q.p;
                 float *o = (float *)d_o.p;
                 t[kk] = time_it([&] { g4k_attention(&a, q, o, dpos, n, MAX_CONTEXT, g_s); });
+                if (!simt_env) { /* the fp32 SIMT kernel, for comparison */
+                    setenv("G4_PREFILL_ATTN", "simt", 1);
+                    t_simt[kk] = time_it([&] { g4k_attention(&a, q, o, dpos, n, MAX_CONTEXT, g_s); });
+                    if (env_copy[0]) setenv("G4_PREFILL_ATTN", env_copy, 1);
+                    else unsetenv("G4_PREFILL_ATTN");
+                }
             }
-            printf("prefill %-4s %4d tokens at %4d: sliding %.4f  full %.4f  per forward (40 + 8 layers) %.3f\n",
+            printf("prefill %-4s %4d tokens at %4d: sliding %.4f  full %.4f  per forward (40 + 8 layers) %.3f",
                    DT_NAME[dt], n, pos0, t[0], t[1], 40 * t[0] + 8 * t[1]);
+            if (!simt_env)
+                printf("  (simt: sliding %.4f  full %.4f  per forward %.3f)", t_simt[0], t_simt[1],
+                       40 * t_simt[0] + 8 * t_simt[1]);
+            printf("\n");
         }
     }
 }
@@ -464,6 +482,12 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreate(&g_s));
     graph_check();
     printf("attention_check on %s (%d SMs); tolerance max|o - ref| <= %.0e\n", prop.name, prop.multiProcessorCount, TOL);
+    const char *path = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
+    printf("prefill attention (M > 8): %s\n", (path && !strcmp(path, "simt")) || (exact && atoi(exact))
+                                                 ? "fp32 SIMT tiled kernel (G4_PREFILL_ATTN=simt or G4_EXACT_PREFILL=1)"
+                                                 : path && !strcmp(path, "tc")
+                                                     ? "tensor cores (mma.sync FP16) for head_dim 128/256/512, every cache dtype"
+                                                     : "tensor cores (mma.sync FP16) for head_dim 128/256/512 with BF16/FP8 caches");
     const int contexts[] = {1, 2, 145, 1023, 1024, 1025, 1500, 4096, 8192};
     const int Ms[] = {1, 2, 7};
     for (int dt = 0; dt < 3; dt++) {
@@ -488,6 +512,19 @@ int main(int argc, char **argv) {
             }
         for (int n : {145, 512}) /* a chunk that wraps around the ring (3000 % 1536 = 1464) */
             run_case(SLIDING, dt, SLIDING.window + 512, 3000, n, false);
+        /* the tensor-core prefill's edges: the smallest prefill (M 9), a tile count that is not a
+         * multiple of anything, and 1024-token chunks (enough tiles for whole-head_dim output
+         * slices at head_dim 256; at 3000 the chunk wraps around the ring: 3000 % 2048 = 952) */
+        for (int n : {9, 100}) {
+            run_case(SLIDING, dt, SLIDING.window + 512, 1020, n, false);
+            run_case(FULL, dt, 0, 1020, n, false);
+            run_case(MID, dt, MID.window + 512, 60, n, false);
+        }
+        if (!quick)
+            for (int pos0 : {0, 3000}) {
+                run_case(SLIDING, dt, SLIDING.window + 1024, pos0, 1024, false);
+                run_case(MID, dt, 0, pos0, 1024, false);
+            }
         /* small test-model shapes: fallback paths */
         for (int ctx : {1, 2, 9, 20, 100})
             for (int M : Ms) {
