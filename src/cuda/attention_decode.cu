@@ -610,12 +610,16 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     const size_t groups = (size_t)chunks * a.n_kv_heads;
     float *part = scratch + ticket_bytes((int)groups) / sizeof(float);
     float *mlall = part + part_row(a, chunks, 0, 0, splits, NQ, 0) * HD; /* (max, sum) [rows][2] */
+    __shared__ float wf[DEC_WARPS][NQ];                                  /* each warp's factor e^(m_w - m) */
     if (threadIdx.x < NQ) {
         const int qi = threadIdx.x;
         float gm = -INFINITY, gl = 0.0f;
         for (int w = 0; w < DEC_WARPS; w++) gm = fmaxf(gm, wm[w * NQ + qi]);
-        if (gm > -INFINITY)
-            for (int w = 0; w < DEC_WARPS; w++) gl += wl[w * NQ + qi] * expf(wm[w * NQ + qi] - gm);
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float mw = wm[w * NQ + qi], f = gm > -INFINITY && mw > -INFINITY ? expf(mw - gm) : 0.0f;
+            wf[w][qi] = f;
+            gl += wl[w * NQ + qi] * f;
+        }
         gm_s[qi] = gm, gl_s[qi] = gl;
         if (!single) {
             float *ml = mlall + 2 * part_row(a, chunk, kvh, split, splits, NQ, qi);
@@ -623,18 +627,25 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
         }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < NQ * HD; i += DEC_THREADS) {
-        const int qi = i / HD, d = i % HD, gq = chunk * NQ + qi;
-        const float gm = gm_s[qi];
-        float acc1 = 0.0f;
-        if (gm > -INFINITY)
-            for (int w = 0; w < DEC_WARPS; w++) {
-                const float mw = wm[w * NQ + qi];
-                if (mw > -INFINITY) acc1 += wacc[(w * NQ + qi) * HD + d] * expf(mw - gm);
-            }
-        if (!single) part[part_row(a, chunk, kvh, split, splits, NQ, qi) * HD + d] = acc1;
-        else if (gq < Q)
-            o[(size_t)(gq / group) * q_dim + (kvh * group + gq % group) * HD + d] = acc1 / gl_s[qi];
+    constexpr int V4 = NQ * HD / 4, PER = (V4 + DEC_THREADS - 1) / DEC_THREADS; /* float4s of the block's output */
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        const int i = threadIdx.x + j * DEC_THREADS;
+        if (i >= V4) break;
+        const int qi = i * 4 / HD, d = i * 4 % HD, gq = chunk * NQ + qi;
+        float4 r = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float4 t = *reinterpret_cast<const float4 *>(wacc + (w * NQ + qi) * HD + d);
+            const float f = wf[w][qi];
+            r.x += t.x * f, r.y += t.y * f, r.z += t.z * f, r.w += t.w * f;
+        }
+        if (!single) *reinterpret_cast<float4 *>(part + part_row(a, chunk, kvh, split, splits, NQ, qi) * HD + d) = r;
+        else if (gq < Q) {
+            const float l = gl_s[qi];
+            *reinterpret_cast<float4 *>(o + (size_t)(gq / group) * q_dim + (kvh * group + gq % group) * HD + d) =
+                make_float4(r.x / l, r.y / l, r.z / l, r.w / l);
+        }
     }
     if (single) return;
 
@@ -680,14 +691,31 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
         if (lane == 0) gl_s[qi] = l;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < NQ * HD; i += DEC_THREADS) {
-        const int qi = i / HD, d = i % HD, gq = chunk * NQ + qi;
-        if (gq >= Q) continue;
-        float acc1 = 0.0f;
+    /* every float4 of the output at once, 8 splits' loads in flight */
+    float4 r[PER];
+#pragma unroll
+    for (int j = 0; j < PER; j++) r[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 8
-        for (int sp = 0; sp < rg.active; sp++)
-            acc1 += __ldcg(part + part_row(a, chunk, kvh, sp, splits, NQ, qi) * HD + d) * wgt[qi * rg.active + sp];
-        o[(size_t)(gq / group) * q_dim + (kvh * group + gq % group) * HD + d] = acc1 / gl_s[qi];
+    for (int sp = 0; sp < rg.active; sp++)
+#pragma unroll
+        for (int j = 0; j < PER; j++) {
+            const int i = threadIdx.x + j * DEC_THREADS;
+            if (i < V4) {
+                const int qi = i * 4 / HD, d = i * 4 % HD;
+                const float4 t = __ldcg(reinterpret_cast<const float4 *>(part + part_row(a, chunk, kvh, sp, splits, NQ, qi) * HD + d));
+                const float f = wgt[qi * rg.active + sp];
+                r[j].x += t.x * f, r[j].y += t.y * f, r[j].z += t.z * f, r[j].w += t.w * f;
+            }
+        }
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        const int i = threadIdx.x + j * DEC_THREADS;
+        const int qi = i * 4 / HD, d = i * 4 % HD, gq = chunk * NQ + qi;
+        if (i < V4 && gq < Q) {
+            const float l = gl_s[qi];
+            *reinterpret_cast<float4 *>(o + (size_t)(gq / group) * q_dim + (kvh * group + gq % group) * HD + d) =
+                make_float4(r[j].x / l, r[j].y / l, r[j].z / l, r[j].w / l);
+        }
     }
 }
 
