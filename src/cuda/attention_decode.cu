@@ -268,7 +268,8 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_kernel(g4k_attn a, const f
 
 /* One block per (q head, token): o = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M). */
 __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const float *part, float *o,
-                                                             const int *pos0p, int M, int splits, int nq, int chunks) {
+                                                             const int *pos0p, int M, int splits, int nq, int chunks,
+                                                             int min_keys) {
     extern __shared__ float wgt[]; /* [splits] */
     __shared__ float red[32];
     g4k_wait_inputs();
@@ -276,7 +277,7 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
     const int h = blockIdx.x, m = blockIdx.y, hd = a.head_dim;
     const int group = a.n_heads / a.n_kv_heads, kvh = h / group, gq = m * group + h % group;
     const int chunk = gq / nq, qi = gq % nq;
-    const dec_range rg = decode_range(a, *pos0p, M, splits);
+    const dec_range rg = decode_range(a, *pos0p, M, splits, min_keys);
     const float *ml = part + part_row(a, chunks, 0, 0, splits, nq, 0) * hd;
     float gm = -INFINITY;
     for (int s = 0; s < rg.active; s++) gm = fmaxf(gm, ml[2 * part_row(a, chunk, kvh, s, splits, nq, qi)]);
@@ -393,7 +394,8 @@ template <int DT, int CH, int NQ>
 __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const float *q, const float *k,
                                                               const float *v, const float *q_norm,
                                                               const float *k_norm, float *o, float *scratch,
-                                                              const int *pos0p, int M, int splits, int chunks) {
+                                                              const int *pos0p, int M, int splits, int chunks,
+                                                              int fused) {
     constexpr int HD = CH * 128, DPL = CH * 4;
     constexpr int ELEM = DT == G4K_KV_F32 ? 4 : DT == G4K_KV_BF16 ? 2 : 1, LB = DPL * ELEM;
     /* keys in flight per warp: up to 64 bytes of K per lane, 32 scores in registers, 8 */
@@ -606,7 +608,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
                 make_float4(acc[qi][4 * c], acc[qi][4 * c + 1], acc[qi][4 * c + 2], acc[qi][4 * c + 3]);
     }
     __syncthreads();
-    const bool single = rg.active == 1;
+    const bool single = fused && rg.active == 1; /* !fused: decode_merge merges, even one split */
     const size_t groups = (size_t)chunks * a.n_kv_heads;
     float *part = scratch + ticket_bytes((int)groups) / sizeof(float);
     float *mlall = part + part_row(a, chunks, 0, 0, splits, NQ, 0) * HD; /* (max, sum) [rows][2] */
@@ -647,7 +649,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
                 make_float4(r.x / l, r.y / l, r.z / l, r.w / l);
         }
     }
-    if (single) return;
+    if (single || !fused) return;
 
     /* ---- arrival ticket: the last block of this (chunk, kv head) merges the splits */
     __threadfence();
@@ -741,10 +743,12 @@ static bool decode_fast(const g4k_attn *a, int M) {
            a->n_heads % a->n_kv_heads == 0;
 }
 
-/* G4_DECODE_ATTN=v1: the two-launch path (decode_kernel + decode_merge), kept to compare against. */
-static bool use_v1() {
+/* G4_DECODE_ATTN=v1: the two-launch path (decode_kernel + decode_merge), kept to compare against;
+ * =v2merge: decode2_kernel with the splits merged by decode_merge (no ticket), to weigh the ticket
+ * against a PDL-resident merge kernel. Returns 0 (v1), 1 (v2merge) or 2 (v2, the default). */
+static int decode_path() {
     const char *e = getenv("G4_DECODE_ATTN"); /* read per call: tests switch it */
-    return e && !strcmp(e, "v1");
+    return e && !strcmp(e, "v1") ? 0 : e && !strcmp(e, "v2merge") ? 1 : 2;
 }
 
 static dec_plan make_plan(const g4k_attn *a, int M, int max_context, int min_keys) {
@@ -780,7 +784,7 @@ struct dec_args {
 
 template <int DT, int CH, int NQ>
 static void launch_decode(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run,
-                          bool v2) {
+                          int v2) {
     static bool raised = false; /* the smem limit (64 KB and a little more), once per kernel pair */
     if (!raised) {
         const int most = (int)(sizeof(float) * ((size_t)DEC_WARPS * NQ * (CH * 128 + 2) + (size_t)(NQ + 16) * CH * 128));
@@ -792,14 +796,14 @@ static void launch_decode(const g4k_attn *a, const dec_args &x, const dec_plan &
     const dim3 grid(p.splits, a->n_kv_heads, p.chunks);
     if (v2)
         g4k_launch(decode2_kernel<DT, CH, NQ>, grid, DEC_THREADS, p.smem, s, *a, x.q, x.k, x.v, x.q_norm, x.k_norm, x.o,
-                   x.scratch, x.pos0, x.M, p.splits, p.chunks);
+                   x.scratch, x.pos0, x.M, p.splits, p.chunks, v2 == 2 ? 1 : 0);
     else
         g4k_launch(decode_kernel<DT, CH, NQ>, grid, DEC_THREADS, p.smem, s, *a, x.q, x.k, x.v, x.q_norm, x.k_norm,
                    x.scratch, x.pos0, x.M, p.splits, p.chunks);
 }
 
 template <int DT, int CH>
-static void launch_nq(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run, bool v2) {
+static void launch_nq(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run, int v2) {
     switch (p.nq) { /* nq <= 64 / (CH * 4) */
     case 1: launch_decode<DT, CH, 1>(a, x, p, s, run, v2); break;
     case 2: launch_decode<DT, CH, 2>(a, x, p, s, run, v2); break;
@@ -813,7 +817,7 @@ static void launch_nq(const g4k_attn *a, const dec_args &x, const dec_plan &p, c
 }
 
 template <int DT>
-static void launch_ch(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run, bool v2) {
+static void launch_ch(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run, int v2) {
     switch (a->head_dim) {
     case 128: launch_nq<DT, 1>(a, x, p, s, run, v2); break;
     case 256: launch_nq<DT, 2>(a, x, p, s, run, v2); break;
@@ -821,7 +825,8 @@ static void launch_ch(const g4k_attn *a, const dec_args &x, const dec_plan &p, c
     }
 }
 
-static void launch_dt(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run, bool v2) {
+/* v2: 0 decode_kernel (v1), 1 decode2_kernel leaving its partials to decode_merge, 2 decode2_kernel merging itself */
+static void launch_dt(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run, int v2) {
     switch (a->kv_dtype) {
     case G4K_KV_F32: launch_ch<G4K_KV_F32>(a, x, p, s, run, v2); break;
     case G4K_KV_BF16: launch_ch<G4K_KV_BF16>(a, x, p, s, run, v2); break;
@@ -839,14 +844,14 @@ extern "C" void g4k_attention_decode(const g4k_attn *a, float *q, float *k, floa
         return;
     }
     const dec_args x = {q, k, v, q_norm, k_norm, o, scratch, pos0, M};
-    if (!use_v1()) {
-        launch_dt(a, x, make_plan(a, M, max_context, DEC2_MIN_KEYS), s, true, true);
-        return;
-    }
-    const dec_plan p = make_plan(a, M, max_context, DEC_MIN_KEYS);
-    launch_dt(a, x, p, s, true, false);
-    g4k_launch(decode_merge, dim3(a->n_heads, M), MERGE_THREADS, sizeof(float) * p.splits, s, *a,
-               (const float *)scratch, o, pos0, M, p.splits, p.nq, p.chunks);
+    const int path = decode_path();
+    const int min_keys = path ? DEC2_MIN_KEYS : DEC_MIN_KEYS;
+    const dec_plan p = make_plan(a, M, max_context, min_keys);
+    launch_dt(a, x, p, s, true, path);
+    if (path == 2) return;
+    const float *part = scratch + (path ? ticket_bytes(p.chunks * a->n_kv_heads) / sizeof(float) : 0);
+    g4k_launch(decode_merge, dim3(a->n_heads, M), MERGE_THREADS, sizeof(float) * p.splits, s, *a, part, o, pos0, M,
+               p.splits, p.nq, p.chunks, min_keys);
 }
 
 /* Enough for every M' <= M and either path; also raises the shared-memory limit of every
@@ -857,7 +862,7 @@ extern "C" size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max
     for (int m = 1; m <= M; m++) {
         if (!decode_fast(a, m)) continue;
         const dec_plan p1 = make_plan(a, m, max_context, DEC_MIN_KEYS), p2 = make_plan(a, m, max_context, DEC2_MIN_KEYS);
-        launch_dt(a, none, p1, 0, false, false);
+        launch_dt(a, none, p1, 0, false, 0);
         const size_t b1 = plan_scratch(a, p1, false), b2 = plan_scratch(a, p2, true);
         bytes = b1 > bytes ? b1 : bytes;
         bytes = b2 > bytes ? b2 : bytes;

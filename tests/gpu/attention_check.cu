@@ -24,9 +24,10 @@
  * k_eq_v, partial RoPE), plus head_dim 128 (the decode kernel's widest query
  * chunk) and two small test-model shapes (head_dim 32 and 64: fallback paths).
  * Then the median of 50 timed launches (after warm-up, CUDA events) of the
- * decode launcher (default path, then G4_DECODE_ATTN=v1, its two-launch path)
- * and the old two-kernel path, and of the prefill kernel. The whole check runs
- * on the v1 decode path when started with G4_DECODE_ATTN=v1.
+ * decode launcher (default path; G4_DECODE_ATTN=v2merge, the same kernel with
+ * the splits merged by a second launch; G4_DECODE_ATTN=v1, the older two-launch
+ * path), the old two-kernel path, and the prefill kernel. The whole check runs on
+ * another decode path when started with G4_DECODE_ATTN=v1 or v2merge.
  *
  * Build: make build/tests/gpu/attention_check; run: build/tests/gpu/attention_check [--quick]
  * (--quick: contexts 145 and 1025 only, no 512-token chunks, no timings: for
@@ -379,7 +380,7 @@ static void timings() {
     int *dpos = (int *)d_pos.get(sizeof(int));
     for (int dt = 0; dt < 3; dt++) {
         for (int ctx : {145, 1024, 8192}) {
-            float t_new[2], t_v1[2], t_old[2];
+            float t_new[2], t_vm[2], t_v1[2], t_old[2];
             for (int kk = 0; kk < 2; kk++) {
                 const kind &k = kk ? FULL : SLIDING;
                 g4k_attn a = timing_setup(k, dt, kk ? 0 : k.window + 512, 1);
@@ -389,6 +390,8 @@ static void timings() {
                 float *q = (float *)d_q.p, *kx = (float *)d_k.p, *v = (float *)d_v.p, *o = (float *)d_o.p;
                 const float *qn = (float *)d_qn.p, *kn = (float *)d_kn.p;
                 t_new[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
+                setenv("G4_DECODE_ATTN", "v2merge", 1); /* the one-launch kernel + the merge kernel */
+                t_vm[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
                 setenv("G4_DECODE_ATTN", "v1", 1); /* the two-launch path, to compare */
                 t_v1[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
                 if (g_path) setenv("G4_DECODE_ATTN", g_path, 1);
@@ -398,10 +401,11 @@ static void timings() {
                     g4k_attention(&a, q, o, dpos, 1, MAX_CONTEXT, g_s);
                 });
             }
-            printf("decode %-4s context %5d: sliding %.4f (v1 %.4f, old %.4f)  full %.4f (v1 %.4f, old %.4f)  "
-                   "per step (40 sliding + 8 full) %.3f (v1 %.3f, old %.3f)\n",
-                   DT_NAME[dt], ctx, t_new[0], t_v1[0], t_old[0], t_new[1], t_v1[1], t_old[1],
-                   40 * t_new[0] + 8 * t_new[1], 40 * t_v1[0] + 8 * t_v1[1], 40 * t_old[0] + 8 * t_old[1]);
+            printf("decode %-4s context %5d: sliding %.4f (v2merge %.4f, v1 %.4f, old %.4f)  full %.4f (v2merge %.4f, "
+                   "v1 %.4f, old %.4f)  per step (40 sliding + 8 full) %.3f (v2merge %.3f, v1 %.3f, old %.3f)\n",
+                   DT_NAME[dt], ctx, t_new[0], t_vm[0], t_v1[0], t_old[0], t_new[1], t_vm[1], t_v1[1], t_old[1],
+                   40 * t_new[0] + 8 * t_new[1], 40 * t_vm[0] + 8 * t_vm[1], 40 * t_v1[0] + 8 * t_v1[1],
+                   40 * t_old[0] + 8 * t_old[1]);
         }
     }
     for (int dt = 0; dt < 3; dt++) {
@@ -467,7 +471,7 @@ static void graph_check(const kind &k, int dt, int ring, int M, int p1, int p2) 
 int main(int argc, char **argv) {
     const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
     g_path = getenv("G4_DECODE_ATTN");
-    printf("decode path: %s\n", g_path && !strcmp(g_path, "v1") ? "v1 (two launches, G4_DECODE_ATTN=v1)" : "v2 (one launch)");
+    printf("decode path: %s\n", !g_path ? "v2 (one launch)" : g_path);
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     CK(cudaStreamCreate(&g_s));
