@@ -310,8 +310,9 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
  *  - a warp takes KIF keys at a time: their scores together (the shuffles of
  *    every key and query interleaved), one softmax rescale per group;
  *  - FP8 codes are widened with integer ops (g4k_fp8x4_to_f32_biased: exact,
- *    2^-120 times the value); the K scale and 2^120 are folded into q and the V
- *    scale and 2^120 into the softmax weights, so no per-element scaling;
+ *    2^-120 times the value); the K scale is folded into q and the V scale into
+ *    the softmax weights, with 2^64 each, and 2^56 goes on the summed scores and
+ *    the block's output, so no per-element scaling;
  *  - the new rows sit in shared memory as cache codes, so the key loop treats
  *    them as any other key;
  *  - the last block of each (chunk, kv head) to finish merges the splits (an
@@ -418,8 +419,12 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
         const int d = lane + 32 * i;
         invf[i] = d < a.rope_pairs ? 1.0f / powf(a.rope_theta, (float)(2 * d) / (float)HD) : 0.0f;
     }
-    const float KS = DT == G4K_KV_FP8 ? a.k_scale * G4K_FP8_SCALE_BIAS : 1.0f;
-    const float VS = DT == G4K_KV_FP8 ? a.v_scale * G4K_FP8_SCALE_BIAS : 1.0f;
+    /* FP8: of the 2^120 the widened codes lack, 2^64 rides on q (K) and the weights (V), and 2^56
+     * is put back on the summed scores and the block's output (all products stay far from fp32's
+     * limits whatever the scales; powers of two, so the values are those of the plain products) */
+    const float KS = DT == G4K_KV_FP8 ? a.k_scale * 0x1p64f : 1.0f;
+    const float VS = DT == G4K_KV_FP8 ? a.v_scale * 0x1p64f : 1.0f;
+    const float POST = DT == G4K_KV_FP8 ? 0x1p56f : 1.0f;
 
     g4k_wait_inputs();
     const int pos0 = *pos0p;
@@ -556,6 +561,10 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
             for (int u = 0; u < KIF; u++)
 #pragma unroll
                 for (int qi = 0; qi < NQ; qi++) s[u][qi] += __shfl_xor_sync(0xffffffffu, s[u][qi], off);
+#pragma unroll
+        for (int u = 0; u < KIF; u++)
+#pragma unroll
+            for (int qi = 0; qi < NQ; qi++) s[u][qi] *= POST;
         /* one online-softmax step per query for the group; s becomes the weights */
 #pragma unroll
         for (int qi = 0; qi < NQ; qi++) {
@@ -639,7 +648,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
 #pragma unroll
         for (int w = 0; w < DEC_WARPS; w++) {
             const float4 t = *reinterpret_cast<const float4 *>(wacc + (w * NQ + qi) * HD + d);
-            const float f = wf[w][qi];
+            const float f = wf[w][qi] * POST;
             r.x += t.x * f, r.y += t.y * f, r.z += t.z * f, r.w += t.w * f;
         }
         if (!single) *reinterpret_cast<float4 *>(part + part_row(a, chunk, kvh, split, splits, NQ, qi) * HD + d) = r;
