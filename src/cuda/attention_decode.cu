@@ -19,8 +19,13 @@
  * (lane owns dims c*128 + lane*4 + [0,4)); the warps are merged through shared
  * memory, and each block leaves (max, sum, unnormalized output) per query in
  * scratch. The second kernel, one block per (q head, token), merges the splits.
- * fp32 throughout. */
+ * fp32 throughout.
+ *
+ * That is v1, kept behind G4_DECODE_ATTN=v1. The default (v2, decode2_kernel
+ * below) does the same in one launch with a shorter serial chain; see there. */
 #include <assert.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda/kv.cuh"
 
@@ -35,12 +40,13 @@ struct dec_range {
     int first, n, kps, active;
 };
 
-__device__ __forceinline__ dec_range decode_range(const g4k_attn &a, int pos0, int M, int splits) {
+__device__ __forceinline__ dec_range decode_range(const g4k_attn &a, int pos0, int M, int splits,
+                                                  int min_keys = DEC_MIN_KEYS) {
     dec_range r;
     r.first = a.window && pos0 - a.window + 1 > 0 ? pos0 - a.window + 1 : 0;
     r.n = pos0 + M - r.first;
     int kps = (r.n + splits - 1) / splits;
-    kps = kps < DEC_MIN_KEYS ? DEC_MIN_KEYS : (kps + 31) / 32 * 32;
+    kps = kps < min_keys ? min_keys : (kps + 31) / 32 * 32;
     r.kps = kps;
     r.active = (r.n + kps - 1) / kps;
     return r;
@@ -262,7 +268,8 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_kernel(g4k_attn a, const f
 
 /* One block per (q head, token): o = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M). */
 __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const float *part, float *o,
-                                                             const int *pos0p, int M, int splits, int nq, int chunks) {
+                                                             const int *pos0p, int M, int splits, int nq, int chunks,
+                                                             int min_keys) {
     extern __shared__ float wgt[]; /* [splits] */
     __shared__ float red[32];
     g4k_wait_inputs();
@@ -270,7 +277,7 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
     const int h = blockIdx.x, m = blockIdx.y, hd = a.head_dim;
     const int group = a.n_heads / a.n_kv_heads, kvh = h / group, gq = m * group + h % group;
     const int chunk = gq / nq, qi = gq % nq;
-    const dec_range rg = decode_range(a, *pos0p, M, splits);
+    const dec_range rg = decode_range(a, *pos0p, M, splits, min_keys);
     const float *ml = part + part_row(a, chunks, 0, 0, splits, nq, 0) * hd;
     float gm = -INFINITY;
     for (int s = 0; s < rg.active; s++) gm = fmaxf(gm, ml[2 * part_row(a, chunk, kvh, s, splits, nq, qi)]);
@@ -290,11 +297,444 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
     }
 }
 
+/* ------------------------------------------------------------ v2: one launch
+ *
+ * The same work as decode_kernel + decode_merge in one launch, with a shorter
+ * serial chain per block:
+ *  - the norm weights and RoPE inverse frequencies are read / computed before
+ *    griddepcontrol.wait (they depend on no earlier kernel; the frequencies are
+ *    the same expression as rope_sincos, so the angles are bitwise the same);
+ *  - right after the wait the block asks L2 for its cached K/V rows
+ *    (prefetch.global.L2), so HBM works while the q/k/v rows are normed;
+ *  - a lane owns DPL contiguous dims (one 4/8/16-byte load per row, or a few);
+ *  - a warp takes KIF keys at a time: their scores together (the shuffles of
+ *    every key and query interleaved), one softmax rescale per group;
+ *  - FP8 codes are widened with integer ops (g4k_fp8x4_to_f32_biased: exact,
+ *    2^-120 times the value); the K scale is folded into q and the V scale into
+ *    the softmax weights, with 2^64 each, and 2^56 goes on the summed scores and
+ *    the block's output, so no per-element scaling;
+ *  - the new rows sit in shared memory as cache codes, so the key loop treats
+ *    them as any other key;
+ *  - the last block of each (chunk, kv head) to finish merges the splits (an
+ *    arrival ticket in the scratch); with a single active split the block
+ *    writes o itself.
+ * Ticket: one 64-bit word per (chunk, kv head) at the start of the scratch,
+ * (tag << 32 | arrivals). The tag names the call (position, M, cache pointer;
+ * never 0 or ~0); a word whose tag differs counts as 0 arrivals, so the
+ * scratch needs no initialization, and the last block sets the word to 0, so
+ * a call repeated with the same tag (a graph replay) starts from 0 again. */
+
+#define DEC2_MIN_KEYS 32
+#define DEC2_PREFETCH_BYTES 262144 /* per block; the blocks of a KV head share most (L2: 50 MB) */
+
+/* Bytes of the ticket words in front of the partial results (16-byte aligned). */
+__host__ __device__ static inline size_t ticket_bytes(int groups) { return ((size_t)8 * groups + 255) / 256 * 256; }
+
+/* BYTES from shared (or any generic) memory, as load_slice does from global. */
+template <int BYTES>
+__device__ __forceinline__ raw_slice<BYTES> load_slice_generic(const void *p) {
+    raw_slice<BYTES> r;
+    if (BYTES % 16 == 0) {
+#pragma unroll
+        for (int i = 0; i < BYTES / 16; i++) {
+            const uint4 v = static_cast<const uint4 *>(p)[i];
+            r.w[4 * i] = v.x, r.w[4 * i + 1] = v.y, r.w[4 * i + 2] = v.z, r.w[4 * i + 3] = v.w;
+        }
+    } else if (BYTES % 8 == 0) {
+#pragma unroll
+        for (int i = 0; i < BYTES / 8; i++) {
+            const uint2 v = static_cast<const uint2 *>(p)[i];
+            r.w[2 * i] = v.x, r.w[2 * i + 1] = v.y;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < BYTES / 4; i++) r.w[i] = static_cast<const uint32_t *>(p)[i];
+    }
+    return r;
+}
+
+/* DPL raw elements -> floats; FP8 as 2^-120 times the value (the caller folds
+ * scale * 2^120 in elsewhere). */
+template <int DT, int DPL, int BYTES>
+__device__ __forceinline__ void widen_slice(const raw_slice<BYTES> &r, float *out) {
+    if (DT == G4K_KV_FP8) {
+#pragma unroll
+        for (int i = 0; i < DPL / 4; i++) g4k_fp8x4_to_f32_biased(r.w[i], out + 4 * i);
+    } else if (DT == G4K_KV_BF16) {
+#pragma unroll
+        for (int i = 0; i < DPL / 2; i++) {
+            out[2 * i] = __uint_as_float(r.w[i] << 16);
+            out[2 * i + 1] = __uint_as_float(r.w[i] & 0xffff0000u);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < DPL; i++) out[i] = __uint_as_float(r.w[i]);
+    }
+}
+
+/* x rounded through the cache dtype: its code at byte offset i of `codes`
+ * (and of the cache when write), as kv_store does. */
+template <int DT>
+__device__ __forceinline__ void kv_encode(void *cache, unsigned char *codes, size_t ci, int i, float x, float scale,
+                                          bool write) {
+    if (DT == G4K_KV_F32) {
+        if (write) static_cast<float *>(cache)[ci] = x;
+        reinterpret_cast<float *>(codes)[i] = x;
+    } else if (DT == G4K_KV_BF16) {
+        const uint16_t b = g4k_f32_to_bf16(x);
+        if (write) static_cast<uint16_t *>(cache)[ci] = b;
+        reinterpret_cast<uint16_t *>(codes)[i] = b;
+    } else {
+        const uint8_t c = g4k_f32_to_fp8(x / scale);
+        if (write) static_cast<uint8_t *>(cache)[ci] = c;
+        codes[i] = c;
+    }
+}
+
+template <int DT, int CH, int NQ>
+__global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const float *q, const float *k,
+                                                              const float *v, const float *q_norm,
+                                                              const float *k_norm, float *o, float *scratch,
+                                                              const int *pos0p, int M, int splits, int chunks,
+                                                              int fused) {
+    constexpr int HD = CH * 128, DPL = CH * 4;
+    constexpr int ELEM = DT == G4K_KV_F32 ? 4 : DT == G4K_KV_BF16 ? 2 : 1, LB = DPL * ELEM;
+    /* keys in flight per warp: up to 64 bytes of K per lane, 32 scores in registers, 8 */
+    constexpr int KIF0 = 64 / LB < 32 / NQ ? 64 / LB : 32 / NQ, KIF = KIF0 < 1 ? 1 : KIF0 > 8 ? 8 : KIF0;
+    extern __shared__ __align__(16) float sm[];
+    __shared__ float gm_s[NQ], gl_s[NQ];
+    __shared__ int last_s;
+    g4k_allow_next();
+    const int split = blockIdx.x, kvh = blockIdx.y, chunk = blockIdx.z;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int group = a.n_heads / a.n_kv_heads, Q = group * M;
+    const int q_dim = a.n_heads * HD, kv_dim = a.n_kv_heads * HD;
+
+    /* ---- before the wait: only what no earlier kernel writes */
+    float wq[DPL], wk[DPL], invf[DPL / 2]; /* lane holds dims lane + 32 i */
+#pragma unroll
+    for (int i = 0; i < DPL; i++) wq[i] = q_norm[lane + 32 * i], wk[i] = k_norm[lane + 32 * i];
+#pragma unroll
+    for (int i = 0; i < DPL / 2; i++) {
+        const int d = lane + 32 * i;
+        invf[i] = d < a.rope_pairs ? 1.0f / powf(a.rope_theta, (float)(2 * d) / (float)HD) : 0.0f;
+    }
+    /* FP8: of the 2^120 the widened codes lack, 2^64 rides on q (K) and the weights (V), and 2^56
+     * is put back on the summed scores and the block's output (all products stay far from fp32's
+     * limits whatever the scales; powers of two, so the values are those of the plain products) */
+    const float KS = DT == G4K_KV_FP8 ? a.k_scale * 0x1p64f : 1.0f;
+    const float VS = DT == G4K_KV_FP8 ? a.v_scale * 0x1p64f : 1.0f;
+    const float POST = DT == G4K_KV_FP8 ? 0x1p56f : 1.0f;
+
+    g4k_wait_inputs();
+    const int pos0 = *pos0p;
+    const dec_range rg = decode_range(a, pos0, M, splits, DEC2_MIN_KEYS);
+    if (split >= rg.active) return; /* split 0 is always active: the writer never leaves here */
+    const int kb = rg.first + split * rg.kps, ke = min(kb + rg.kps, pos0 + M);
+    const bool writer = split == 0 && chunk == 0;
+    const int kc_end = min(ke, pos0);
+    const size_t row_bytes = (size_t)kv_dim * ELEM;
+
+    /* ---- the cached rows this block reads, into L2 while the rows below are normed */
+    {
+        constexpr int LINES = HD * ELEM / 128; /* 128-byte lines of one head's row (>= 1) */
+        constexpr int MAXK = DEC2_PREFETCH_BYTES / (2 * HD * ELEM);
+        const int nk = min(kc_end - kb, MAXK);
+        const char *kg = static_cast<const char *>(a.k_cache) + (size_t)kvh * HD * ELEM;
+        const char *vg = static_cast<const char *>(a.v_cache) + (size_t)kvh * HD * ELEM;
+        for (int i = threadIdx.x; i < nk * LINES; i += DEC_THREADS) {
+            const size_t off = (size_t)kv_row(a, kb + i / LINES) * row_bytes + (i % LINES) * 128;
+            g4k_prefetch_l2(kg + off);
+            g4k_prefetch_l2(vg + off);
+        }
+    }
+
+    /* ---- q rows (float, times KS) and the new K/V rows (cache codes) into shared memory */
+    float *qs = sm;
+    unsigned char *kn = reinterpret_cast<unsigned char *>(sm + NQ * HD), *vn = kn + (size_t)M * HD * ELEM;
+    for (int r = warp; r < NQ + 2 * M; r += DEC_WARPS) {
+        const float *src;
+        int kind, pos; /* 0: q, 1: k, 2: v */
+        if (r < NQ) {
+            const int gq = chunk * NQ + r;
+            if (gq >= Q) { /* padding query: never visible to any key */
+                for (int i = lane; i < HD; i += 32) qs[r * HD + i] = 0.0f;
+                continue;
+            }
+            const int m = gq / group;
+            src = q + (size_t)m * q_dim + (kvh * group + gq % group) * HD, kind = 0, pos = pos0 + m;
+        } else if (r < NQ + M) {
+            const int m = r - NQ;
+            src = k + (size_t)m * kv_dim + kvh * HD, kind = 1, pos = pos0 + m;
+        } else {
+            const int m = r - NQ - M;
+            src = v + (size_t)m * kv_dim + kvh * HD, kind = 2, pos = pos0 + m;
+        }
+        float x[DPL], ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) x[i] = src[lane + 32 * i], ss += x[i] * x[i];
+        const float inv = warp_rms_inv(ss, HD, a.eps);
+#pragma unroll
+        for (int i = 0; i < DPL; i++) x[i] = x[i] * inv * (kind == 0 ? wq[i] : kind == 1 ? wk[i] : 1.0f);
+        if (kind < 2) { /* pairs (d, d + HD/2): both in this lane */
+#pragma unroll
+            for (int i = 0; i < DPL / 2; i++) {
+                if (lane + 32 * i < a.rope_pairs) {
+                    float sn, cs;
+                    sincosf((float)pos * invf[i], &sn, &cs);
+                    const float xa = x[i], xb = x[i + DPL / 2];
+                    x[i] = xa * cs - xb * sn;
+                    x[i + DPL / 2] = xb * cs + xa * sn;
+                }
+            }
+        }
+        if (kind == 0) {
+#pragma unroll
+            for (int i = 0; i < DPL; i++) qs[r * HD + lane + 32 * i] = x[i] * KS;
+        } else {
+            const int m = r - NQ - (kind == 2 ? M : 0);
+            void *cache = kind == 1 ? a.k_cache : a.v_cache;
+            unsigned char *codes = (kind == 1 ? kn : vn) + (size_t)m * HD * ELEM;
+            const float scale = kind == 1 ? a.k_scale : a.v_scale;
+            const size_t off = (size_t)kv_row(a, pos) * kv_dim + kvh * HD;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) kv_encode<DT>(cache, codes, off + lane + 32 * i, lane + 32 * i, x[i], scale, writer);
+        }
+    }
+    __syncthreads();
+
+    /* ---- this warp's queries in registers: dims lane * DPL + e */
+    float qr[NQ][DPL], acc[NQ][DPL], rm[NQ], rl[NQ];
+    int qpos[NQ];
+#pragma unroll
+    for (int qi = 0; qi < NQ; qi++) {
+        const int gq = chunk * NQ + qi;
+        qpos[qi] = gq < Q ? pos0 + gq / group : -1;
+        rm[qi] = -INFINITY, rl[qi] = 0.0f;
+#pragma unroll
+        for (int c = 0; c < DPL / 4; c++) {
+            const float4 t = *reinterpret_cast<const float4 *>(qs + qi * HD + lane * DPL + 4 * c);
+            qr[qi][4 * c] = t.x, qr[qi][4 * c + 1] = t.y, qr[qi][4 * c + 2] = t.z, qr[qi][4 * c + 3] = t.w;
+        }
+#pragma unroll
+        for (int e = 0; e < DPL; e++) acc[qi][e] = 0.0f;
+    }
+
+    /* ---- keys [kb, ke): cached ones from global memory, the new ones from shared */
+    const char *kg = static_cast<const char *>(a.k_cache) + (size_t)(kvh * HD + lane * DPL) * ELEM;
+    const char *vg = static_cast<const char *>(a.v_cache) + (size_t)(kvh * HD + lane * DPL) * ELEM;
+    const unsigned char *ksm = kn + lane * LB, *vsm = vn + lane * LB;
+    for (int j0 = kb + warp; j0 < ke; j0 += DEC_WARPS * KIF) {
+        raw_slice<LB> kr[KIF], vr[KIF];
+#pragma unroll
+        for (int u = 0; u < KIF; u++) { /* every load of the group first */
+            const int p = j0 + u * DEC_WARPS;
+            if (p < kc_end) {
+                const size_t row = (size_t)kv_row(a, p) * row_bytes;
+                kr[u] = load_slice<LB>(kg + row);
+                vr[u] = load_slice<LB>(vg + row);
+            } else if (p < ke) {
+                kr[u] = load_slice_generic<LB>(ksm + (size_t)(p - pos0) * HD * ELEM);
+                vr[u] = load_slice_generic<LB>(vsm + (size_t)(p - pos0) * HD * ELEM);
+            } else {
+#pragma unroll
+                for (int i = 0; i < LB / 4; i++) kr[u].w[i] = 0u, vr[u].w[i] = 0u;
+            }
+        }
+        /* scores of every (key, query), then their warp sums side by side */
+        float s[KIF][NQ];
+#pragma unroll
+        for (int u = 0; u < KIF; u++) {
+            float kf[DPL];
+            widen_slice<DT, DPL, LB>(kr[u], kf);
+#pragma unroll
+            for (int qi = 0; qi < NQ; qi++) {
+                float d = 0.0f;
+#pragma unroll
+                for (int e = 0; e < DPL; e++) d += qr[qi][e] * kf[e];
+                s[u][qi] = d;
+            }
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+            for (int u = 0; u < KIF; u++)
+#pragma unroll
+                for (int qi = 0; qi < NQ; qi++) s[u][qi] += __shfl_xor_sync(0xffffffffu, s[u][qi], off);
+#pragma unroll
+        for (int u = 0; u < KIF; u++)
+#pragma unroll
+            for (int qi = 0; qi < NQ; qi++) s[u][qi] *= POST;
+        /* one online-softmax step per query for the group; s becomes the weights */
+#pragma unroll
+        for (int qi = 0; qi < NQ; qi++) {
+            float mx = rm[qi];
+#pragma unroll
+            for (int u = 0; u < KIF; u++) {
+                const int p = j0 + u * DEC_WARPS;
+                const bool visible = p < ke && p <= qpos[qi] && (!a.window || p > qpos[qi] - a.window);
+                s[u][qi] = visible ? s[u][qi] : -INFINITY;
+                mx = fmaxf(mx, s[u][qi]);
+            }
+            if (mx == -INFINITY) { /* nothing visible yet: weights 0, state unchanged */
+#pragma unroll
+                for (int u = 0; u < KIF; u++) s[u][qi] = 0.0f;
+                continue;
+            }
+            const float sc = expf(rm[qi] - mx);
+            float psum = 0.0f;
+#pragma unroll
+            for (int u = 0; u < KIF; u++) {
+                const float pw = expf(s[u][qi] - mx);
+                psum += pw;
+                s[u][qi] = pw * VS;
+            }
+            rl[qi] = rl[qi] * sc + psum;
+            rm[qi] = mx;
+#pragma unroll
+            for (int e = 0; e < DPL; e++) acc[qi][e] *= sc;
+        }
+#pragma unroll
+        for (int u = 0; u < KIF; u++) {
+            float vf[DPL];
+            widen_slice<DT, DPL, LB>(vr[u], vf);
+#pragma unroll
+            for (int qi = 0; qi < NQ; qi++)
+#pragma unroll
+                for (int e = 0; e < DPL; e++) acc[qi][e] += s[u][qi] * vf[e];
+        }
+    }
+
+    /* ---- merge the warps (shared memory reused: every warp is past the rows above) */
+    __syncthreads();
+    float *wacc = sm, *wm = sm + DEC_WARPS * NQ * HD, *wl = wm + DEC_WARPS * NQ;
+#pragma unroll
+    for (int qi = 0; qi < NQ; qi++) {
+        if (lane == 0) wm[warp * NQ + qi] = rm[qi], wl[warp * NQ + qi] = rl[qi];
+#pragma unroll
+        for (int c = 0; c < DPL / 4; c++)
+            *reinterpret_cast<float4 *>(wacc + (warp * NQ + qi) * HD + lane * DPL + 4 * c) =
+                make_float4(acc[qi][4 * c], acc[qi][4 * c + 1], acc[qi][4 * c + 2], acc[qi][4 * c + 3]);
+    }
+    __syncthreads();
+    const bool single = fused && rg.active == 1; /* !fused: decode_merge merges, even one split */
+    const size_t groups = (size_t)chunks * a.n_kv_heads;
+    float *part = scratch + ticket_bytes((int)groups) / sizeof(float);
+    float *mlall = part + part_row(a, chunks, 0, 0, splits, NQ, 0) * HD; /* (max, sum) [rows][2] */
+    __shared__ float wf[DEC_WARPS][NQ];                                  /* each warp's factor e^(m_w - m) */
+    if (threadIdx.x < NQ) {
+        const int qi = threadIdx.x;
+        float gm = -INFINITY, gl = 0.0f;
+        for (int w = 0; w < DEC_WARPS; w++) gm = fmaxf(gm, wm[w * NQ + qi]);
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float mw = wm[w * NQ + qi], f = gm > -INFINITY && mw > -INFINITY ? expf(mw - gm) : 0.0f;
+            wf[w][qi] = f;
+            gl += wl[w * NQ + qi] * f;
+        }
+        gm_s[qi] = gm, gl_s[qi] = gl;
+        if (!single) {
+            float *ml = mlall + 2 * part_row(a, chunk, kvh, split, splits, NQ, qi);
+            ml[0] = gm, ml[1] = gl;
+        }
+    }
+    __syncthreads();
+    constexpr int V4 = NQ * HD / 4, PER = (V4 + DEC_THREADS - 1) / DEC_THREADS; /* float4s of the block's output */
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        const int i = threadIdx.x + j * DEC_THREADS;
+        if (i >= V4) break;
+        const int qi = i * 4 / HD, d = i * 4 % HD, gq = chunk * NQ + qi;
+        float4 r = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float4 t = *reinterpret_cast<const float4 *>(wacc + (w * NQ + qi) * HD + d);
+            const float f = wf[w][qi] * POST;
+            r.x += t.x * f, r.y += t.y * f, r.z += t.z * f, r.w += t.w * f;
+        }
+        if (!single) *reinterpret_cast<float4 *>(part + part_row(a, chunk, kvh, split, splits, NQ, qi) * HD + d) = r;
+        else if (gq < Q) {
+            const float l = gl_s[qi];
+            *reinterpret_cast<float4 *>(o + (size_t)(gq / group) * q_dim + (kvh * group + gq % group) * HD + d) =
+                make_float4(r.x / l, r.y / l, r.z / l, r.w / l);
+        }
+    }
+    if (single || !fused) return;
+
+    /* ---- arrival ticket: the last block of this (chunk, kv head) merges the splits */
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long *tw = reinterpret_cast<unsigned long long *>(scratch) + (size_t)chunk * a.n_kv_heads + kvh;
+        unsigned tag = (unsigned)pos0 * 0x9E3779B1u ^ (unsigned)M * 0x85EBCA77u ^
+                       (unsigned)(reinterpret_cast<uintptr_t>(a.k_cache) >> 4) * 0xC2B2AE3Du;
+        tag |= 1u;
+        if (tag == 0xffffffffu) tag = 0x7fffffffu;
+        unsigned long long cur = *reinterpret_cast<volatile unsigned long long *>(tw), next;
+        for (;;) {
+            next = (unsigned)(cur >> 32) == tag ? cur + 1 : ((unsigned long long)tag << 32) | 1ull;
+            const unsigned long long prev = atomicCAS(tw, cur, next);
+            if (prev == cur) break;
+            cur = prev;
+        }
+        const bool last = (unsigned)next == (unsigned)rg.active;
+        if (last) atomicExch(tw, 0ull); /* every other block has arrived: ready for the next call */
+        last_s = last;
+    }
+    __syncthreads();
+    if (!last_s) return;
+    __threadfence();
+    /* weights of the splits per query, sm[qi * active + s] (the warp partials are done with):
+     * a warp per query, a lane per split */
+    float *wgt = sm;
+    for (int qi = warp; qi < NQ; qi += DEC_WARPS) {
+        float gm = -INFINITY, l = 0.0f;
+        for (int sp = lane; sp < rg.active; sp += 32)
+            gm = fmaxf(gm, __ldcg(mlall + 2 * part_row(a, chunk, kvh, sp, splits, NQ, qi)));
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) gm = fmaxf(gm, __shfl_xor_sync(0xffffffffu, gm, off));
+        for (int sp = lane; sp < rg.active; sp += 32) {
+            const float *p = mlall + 2 * part_row(a, chunk, kvh, sp, splits, NQ, qi);
+            const float w = gm > -INFINITY ? expf(__ldcg(p) - gm) : 0.0f; /* 0 for a split this query sees no key of */
+            wgt[qi * rg.active + sp] = w;
+            l += __ldcg(p + 1) * w;
+        }
+        l = g4k_warp_sum(l);
+        if (lane == 0) gl_s[qi] = l;
+    }
+    __syncthreads();
+    /* every float4 of the output at once, 8 splits' loads in flight */
+    float4 r[PER];
+#pragma unroll
+    for (int j = 0; j < PER; j++) r[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+    for (int sp = 0; sp < rg.active; sp++)
+#pragma unroll
+        for (int j = 0; j < PER; j++) {
+            const int i = threadIdx.x + j * DEC_THREADS;
+            if (i < V4) {
+                const int qi = i * 4 / HD, d = i * 4 % HD;
+                const float4 t = __ldcg(reinterpret_cast<const float4 *>(part + part_row(a, chunk, kvh, sp, splits, NQ, qi) * HD + d));
+                const float f = wgt[qi * rg.active + sp];
+                r[j].x += t.x * f, r[j].y += t.y * f, r[j].z += t.z * f, r[j].w += t.w * f;
+            }
+        }
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        const int i = threadIdx.x + j * DEC_THREADS;
+        const int qi = i * 4 / HD, d = i * 4 % HD, gq = chunk * NQ + qi;
+        if (i < V4 && gq < Q) {
+            const float l = gl_s[qi];
+            *reinterpret_cast<float4 *>(o + (size_t)(gq / group) * q_dim + (kvh * group + gq % group) * HD + d) =
+                make_float4(r[j].x / l, r[j].y / l, r[j].z / l, r[j].w / l);
+        }
+    }
+}
+
 /* ------------------------------------------------------------ launchers */
 
 struct dec_plan {
     int nq, chunks, splits;
-    size_t smem; /* dynamic shared memory of decode_kernel */
+    size_t smem; /* dynamic shared memory of decode_kernel / decode2_kernel */
 };
 
 static int sm_count() {
@@ -312,7 +752,15 @@ static bool decode_fast(const g4k_attn *a, int M) {
            a->n_heads % a->n_kv_heads == 0;
 }
 
-static dec_plan make_plan(const g4k_attn *a, int M, int max_context) {
+/* G4_DECODE_ATTN=v1: the two-launch path (decode_kernel + decode_merge), kept to compare against;
+ * =v2merge: decode2_kernel with the splits merged by decode_merge (no ticket), to weigh the ticket
+ * against a PDL-resident merge kernel. Returns 0 (v1), 1 (v2merge) or 2 (v2, the default). */
+static int decode_path() {
+    const char *e = getenv("G4_DECODE_ATTN"); /* read per call: tests switch it */
+    return e && !strcmp(e, "v1") ? 0 : e && !strcmp(e, "v2merge") ? 1 : 2;
+}
+
+static dec_plan make_plan(const g4k_attn *a, int M, int max_context, int min_keys) {
     dec_plan p;
     const int hd = a->head_dim, Q = a->n_heads / a->n_kv_heads * M;
     const int nq_max = 64 / (hd / 32); /* q and the output accumulators: 2 * 64 registers a lane */
@@ -322,7 +770,7 @@ static dec_plan make_plan(const g4k_attn *a, int M, int max_context) {
     p.chunks = (Q + nq - 1) / nq;
     const int span = a->window && a->window + M - 1 < max_context ? a->window + M - 1 : max_context;
     const int per_split = a->n_kv_heads * p.chunks;
-    const int by_keys = (span + DEC_MIN_KEYS - 1) / DEC_MIN_KEYS, by_sms = (sm_count() + per_split - 1) / per_split;
+    const int by_keys = (span + min_keys - 1) / min_keys, by_sms = (sm_count() + per_split - 1) / per_split;
     p.splits = by_keys < by_sms ? by_keys : by_sms;
     if (p.splits < 1) p.splits = 1;
     const size_t rows = (size_t)(nq + 2 * M) * hd, merge = (size_t)DEC_WARPS * nq * (hd + 2);
@@ -330,45 +778,68 @@ static dec_plan make_plan(const g4k_attn *a, int M, int max_context) {
     return p;
 }
 
+/* Bytes of scratch one plan needs: v1's partial results, or v2's tickets + partial results. */
+static size_t plan_scratch(const g4k_attn *a, const dec_plan &p, bool v2) {
+    const size_t groups = (size_t)p.chunks * a->n_kv_heads;
+    return (v2 ? ticket_bytes((int)groups) : 0) + sizeof(float) * groups * p.splits * p.nq * (a->head_dim + 2);
+}
+
+struct dec_args {
+    const float *q, *k, *v, *q_norm, *k_norm;
+    float *o, *scratch;
+    const int *pos0;
+    int M;
+};
+
 template <int DT, int CH, int NQ>
-static void launch_decode(const g4k_attn *a, const float *q, const float *k, const float *v, const float *q_norm,
-                          const float *k_norm, float *part, const int *pos0, int M, const dec_plan &p, cudaStream_t s,
-                          bool run) {
-    static bool raised = false; /* the smem limit (64 KB and a little more), once per kernel */
+static void launch_decode(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run,
+                          int v2) {
+    static bool raised = false; /* the smem limit (64 KB and a little more), once per kernel pair */
     if (!raised) {
-        cudaFuncSetAttribute(decode_kernel<DT, CH, NQ>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)(sizeof(float) * ((size_t)DEC_WARPS * NQ * (CH * 128 + 2) + (size_t)(NQ + 16) * CH * 128)));
+        const int most = (int)(sizeof(float) * ((size_t)DEC_WARPS * NQ * (CH * 128 + 2) + (size_t)(NQ + 16) * CH * 128));
+        cudaFuncSetAttribute(decode_kernel<DT, CH, NQ>, cudaFuncAttributeMaxDynamicSharedMemorySize, most);
+        cudaFuncSetAttribute(decode2_kernel<DT, CH, NQ>, cudaFuncAttributeMaxDynamicSharedMemorySize, most);
         raised = true;
     }
-    if (run)
-        g4k_launch(decode_kernel<DT, CH, NQ>, dim3(p.splits, a->n_kv_heads, p.chunks), DEC_THREADS, p.smem, s, *a, q, k, v,
-                   q_norm, k_norm, part, pos0, M, p.splits, p.chunks);
+    if (!run) return;
+    const dim3 grid(p.splits, a->n_kv_heads, p.chunks);
+    if (v2)
+        g4k_launch(decode2_kernel<DT, CH, NQ>, grid, DEC_THREADS, p.smem, s, *a, x.q, x.k, x.v, x.q_norm, x.k_norm, x.o,
+                   x.scratch, x.pos0, x.M, p.splits, p.chunks, v2 == 2 ? 1 : 0);
+    else
+        g4k_launch(decode_kernel<DT, CH, NQ>, grid, DEC_THREADS, p.smem, s, *a, x.q, x.k, x.v, x.q_norm, x.k_norm,
+                   x.scratch, x.pos0, x.M, p.splits, p.chunks);
 }
 
 template <int DT, int CH>
-static void launch_nq(const g4k_attn *a, const float *q, const float *k, const float *v, const float *q_norm,
-                      const float *k_norm, float *part, const int *pos0, int M, const dec_plan &p, cudaStream_t s,
-                      bool run) {
+static void launch_nq(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run, int v2) {
     switch (p.nq) { /* nq <= 64 / (CH * 4) */
-    case 1: launch_decode<DT, CH, 1>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
-    case 2: launch_decode<DT, CH, 2>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
-    case 4: launch_decode<DT, CH, 4>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
+    case 1: launch_decode<DT, CH, 1>(a, x, p, s, run, v2); break;
+    case 2: launch_decode<DT, CH, 2>(a, x, p, s, run, v2); break;
+    case 4: launch_decode<DT, CH, 4>(a, x, p, s, run, v2); break;
     case 8:
-        if (CH <= 2) launch_decode<DT, (CH <= 2 ? CH : 2), 8>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run);
+        if (CH <= 2) launch_decode<DT, (CH <= 2 ? CH : 2), 8>(a, x, p, s, run, v2);
         break;
     default:
-        if (CH == 1) launch_decode<DT, 1, 16>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run);
+        if (CH == 1) launch_decode<DT, 1, 16>(a, x, p, s, run, v2);
     }
 }
 
 template <int DT>
-static void launch_ch(const g4k_attn *a, const float *q, const float *k, const float *v, const float *q_norm,
-                      const float *k_norm, float *part, const int *pos0, int M, const dec_plan &p, cudaStream_t s,
-                      bool run) {
+static void launch_ch(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run, int v2) {
     switch (a->head_dim) {
-    case 128: launch_nq<DT, 1>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
-    case 256: launch_nq<DT, 2>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run); break;
-    default: launch_nq<DT, 4>(a, q, k, v, q_norm, k_norm, part, pos0, M, p, s, run);
+    case 128: launch_nq<DT, 1>(a, x, p, s, run, v2); break;
+    case 256: launch_nq<DT, 2>(a, x, p, s, run, v2); break;
+    default: launch_nq<DT, 4>(a, x, p, s, run, v2);
+    }
+}
+
+/* v2: 0 decode_kernel (v1), 1 decode2_kernel leaving its partials to decode_merge, 2 decode2_kernel merging itself */
+static void launch_dt(const g4k_attn *a, const dec_args &x, const dec_plan &p, cudaStream_t s, bool run, int v2) {
+    switch (a->kv_dtype) {
+    case G4K_KV_F32: launch_ch<G4K_KV_F32>(a, x, p, s, run, v2); break;
+    case G4K_KV_BF16: launch_ch<G4K_KV_BF16>(a, x, p, s, run, v2); break;
+    default: launch_ch<G4K_KV_FP8>(a, x, p, s, run, v2);
     }
 }
 
@@ -381,30 +852,29 @@ extern "C" void g4k_attention_decode(const g4k_attn *a, float *q, float *k, floa
         g4k_attention(a, q, o, pos0, M, max_context, s);
         return;
     }
-    const dec_plan p = make_plan(a, M, max_context);
-    switch (a->kv_dtype) {
-    case G4K_KV_F32: launch_ch<G4K_KV_F32>(a, q, k, v, q_norm, k_norm, scratch, pos0, M, p, s, true); break;
-    case G4K_KV_BF16: launch_ch<G4K_KV_BF16>(a, q, k, v, q_norm, k_norm, scratch, pos0, M, p, s, true); break;
-    default: launch_ch<G4K_KV_FP8>(a, q, k, v, q_norm, k_norm, scratch, pos0, M, p, s, true);
-    }
-    g4k_launch(decode_merge, dim3(a->n_heads, M), MERGE_THREADS, sizeof(float) * p.splits, s, *a,
-               (const float *)scratch, o, pos0, M, p.splits, p.nq, p.chunks);
+    const dec_args x = {q, k, v, q_norm, k_norm, o, scratch, pos0, M};
+    const int path = decode_path();
+    const int min_keys = path ? DEC2_MIN_KEYS : DEC_MIN_KEYS;
+    const dec_plan p = make_plan(a, M, max_context, min_keys);
+    launch_dt(a, x, p, s, true, path);
+    if (path == 2) return;
+    const float *part = scratch + (path ? ticket_bytes(p.chunks * a->n_kv_heads) / sizeof(float) : 0);
+    g4k_launch(decode_merge, dim3(a->n_heads, M), MERGE_THREADS, sizeof(float) * p.splits, s, *a, part, o, pos0, M,
+               p.splits, p.nq, p.chunks, min_keys);
 }
 
-/* Enough for every M' <= M; also raises the shared-memory limit of every kernel
- * those calls use, so that a graph capture of the launcher later makes no such call. */
+/* Enough for every M' <= M and either path; also raises the shared-memory limit of every
+ * kernel those calls use, so that a graph capture of the launcher later makes no such call. */
 extern "C" size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max_context) {
     size_t bytes = 0;
+    const dec_args none = {};
     for (int m = 1; m <= M; m++) {
         if (!decode_fast(a, m)) continue;
-        const dec_plan p = make_plan(a, m, max_context);
-        switch (a->kv_dtype) {
-        case G4K_KV_F32: launch_ch<G4K_KV_F32>(a, 0, 0, 0, 0, 0, 0, 0, m, p, 0, false); break;
-        case G4K_KV_BF16: launch_ch<G4K_KV_BF16>(a, 0, 0, 0, 0, 0, 0, 0, m, p, 0, false); break;
-        default: launch_ch<G4K_KV_FP8>(a, 0, 0, 0, 0, 0, 0, 0, m, p, 0, false);
-        }
-        const size_t b = sizeof(float) * (size_t)p.chunks * a->n_kv_heads * p.splits * p.nq * (a->head_dim + 2);
-        bytes = b > bytes ? b : bytes;
+        const dec_plan p1 = make_plan(a, m, max_context, DEC_MIN_KEYS), p2 = make_plan(a, m, max_context, DEC2_MIN_KEYS);
+        launch_dt(a, none, p1, 0, false, 0);
+        const size_t b1 = plan_scratch(a, p1, false), b2 = plan_scratch(a, p2, true);
+        bytes = b1 > bytes ? b1 : bytes;
+        bytes = b2 > bytes ? b2 : bytes;
     }
     return bytes;
 }

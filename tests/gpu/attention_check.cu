@@ -24,9 +24,12 @@
  * k_eq_v, partial RoPE), plus head_dim 128 (the decode kernel's widest query
  * chunk) and two small test-model shapes (head_dim 32 and 64: fallback paths).
  * Then the median of 50 timed launches (after warm-up, CUDA events) of the
- * decode launcher and the old two-kernel path, and of the prefill kernel (the
- * tensor-core one, and in parentheses the fp32 SIMT one it replaced; an F32
- * cache takes the SIMT kernel in both unless G4_PREFILL_ATTN=tc).
+ * decode launcher (default path; G4_DECODE_ATTN=v2merge, the same kernel with
+ * the splits merged by a second launch; G4_DECODE_ATTN=v1, the older two-launch
+ * path), the old two-kernel path, and the prefill kernel (the tensor-core one,
+ * and in parentheses the fp32 SIMT one it replaced; an F32 cache takes the SIMT
+ * kernel in both unless G4_PREFILL_ATTN=tc). The whole check runs on another
+ * decode path when started with G4_DECODE_ATTN=v1 or v2merge;
  * G4_PREFILL_ATTN=simt runs every check and timing on the SIMT prefill kernel;
  * G4_PREFILL_ATTN=tc puts F32 caches on the tensor-core one too.
  *
@@ -177,6 +180,7 @@ struct dbuf {
 static dbuf d_q, d_k, d_v, d_o, d_kc, d_vc, d_qn, d_kn, d_scr, d_pos;
 
 static int n_pass = 0, n_fail = 0;
+static const char *g_path; /* G4_DECODE_ATTN as the run started (v1: the two-launch decode path) */
 static cudaStream_t g_s; /* every launch (PDL wants a real stream) */
 static const int MAX_CONTEXT = 8200;
 
@@ -380,7 +384,7 @@ static void timings() {
     int *dpos = (int *)d_pos.get(sizeof(int));
     for (int dt = 0; dt < 3; dt++) {
         for (int ctx : {145, 1024, 8192}) {
-            float t_new[2], t_old[2];
+            float t_new[2], t_vm[2], t_v1[2], t_old[2];
             for (int kk = 0; kk < 2; kk++) {
                 const kind &k = kk ? FULL : SLIDING;
                 g4k_attn a = timing_setup(k, dt, kk ? 0 : k.window + 512, 1);
@@ -390,14 +394,21 @@ static void timings() {
                 float *q = (float *)d_q.p, *kx = (float *)d_k.p, *v = (float *)d_v.p, *o = (float *)d_o.p;
                 const float *qn = (float *)d_qn.p, *kn = (float *)d_kn.p;
                 t_new[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
+                setenv("G4_DECODE_ATTN", "v2merge", 1); /* the one-launch kernel + the merge kernel */
+                t_vm[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
+                setenv("G4_DECODE_ATTN", "v1", 1); /* the two-launch path, to compare */
+                t_v1[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
+                if (g_path) setenv("G4_DECODE_ATTN", g_path, 1);
+                else unsetenv("G4_DECODE_ATTN");
                 t_old[kk] = time_it([&] {
                     g4k_qkv_post(&a, q, kx, v, qn, kn, dpos, 1, g_s);
                     g4k_attention(&a, q, o, dpos, 1, MAX_CONTEXT, g_s);
                 });
             }
-            printf("decode %-4s context %5d: sliding %.4f (old %.4f)  full %.4f (old %.4f)  "
-                   "per step (40 sliding + 8 full) %.3f (old %.3f)\n",
-                   DT_NAME[dt], ctx, t_new[0], t_old[0], t_new[1], t_old[1], 40 * t_new[0] + 8 * t_new[1],
+            printf("decode %-4s context %5d: sliding %.4f (v2merge %.4f, v1 %.4f, old %.4f)  full %.4f (v2merge %.4f, "
+                   "v1 %.4f, old %.4f)  per step (40 sliding + 8 full) %.3f (v2merge %.3f, v1 %.3f, old %.3f)\n",
+                   DT_NAME[dt], ctx, t_new[0], t_vm[0], t_v1[0], t_old[0], t_new[1], t_vm[1], t_v1[1], t_old[1],
+                   40 * t_new[0] + 8 * t_new[1], 40 * t_vm[0] + 8 * t_vm[1], 40 * t_v1[0] + 8 * t_v1[1],
                    40 * t_old[0] + 8 * t_old[1]);
         }
     }
@@ -435,11 +446,10 @@ static void timings() {
 
 /* The decode launcher captured in a CUDA graph (before any eager call of that
  * kernel: its first call raises the shared-memory limit) and replayed at two
- * positions (pos0 is read on the device) must give what an eager call gives. */
-static void graph_check() {
-    const kind &k = FULL;
-    const int M = 2, p1 = 1500, p2 = 3000;
-    g4k_attn a = timing_setup(k, G4K_KV_BF16, 0, M);
+ * positions (pos0 is read on the device) must give what an eager call gives;
+ * then the median time of a replay. */
+static void graph_check(const kind &k, int dt, int ring, int M, int p1, int p2) {
+    g4k_attn a = timing_setup(k, dt, ring, M);
     int *dpos = (int *)d_pos.get(sizeof(int));
     float *scr = (float *)d_scr.get(std::max<size_t>(4, g4k_attention_decode_scratch(&a, M, MAX_CONTEXT)));
     float *q = (float *)d_q.p, *kx = (float *)d_k.p, *v = (float *)d_v.p, *o = (float *)d_o.p;
@@ -469,18 +479,24 @@ static void graph_check() {
     for (size_t i = 0; i < n; i++) ok = ok && std::isfinite(out[i]);
     ok ? n_pass++ : n_fail++;
     const float t = time_it([&] { CK(cudaGraphLaunch(exec, g_s)); });
-    printf("graph: decode (full bf16, M 2) captured first, replayed at %d then %d: %s the eager output; "
-           "one replay %.4f ms  %s\n", p1, p2, ok ? "equals" : "DIFFERS from", t, ok ? "PASS" : "FAIL");
+    printf("graph: decode (%s %s ring %d, M %d) captured first, replayed at %d then %d: %s the eager output; "
+           "one replay %.4f ms  %s\n", k.name, DT_NAME[dt], ring, M, p1, p2, ok ? "equals" : "DIFFERS from", t,
+           ok ? "PASS" : "FAIL");
     CK(cudaGraphExecDestroy(exec));
     CK(cudaGraphDestroy(graph));
 }
 
 int main(int argc, char **argv) {
     const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    g_path = getenv("G4_DECODE_ATTN");
+    printf("decode path: %s\n", !g_path ? "v2 (one launch)" : g_path);
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     CK(cudaStreamCreate(&g_s));
-    graph_check();
+    /* several splits merged by the last block's ticket, which must be reset for the next replay
+     * (the second replay and the eager call run at the same position: the same ticket tag) */
+    graph_check(FULL, G4K_KV_BF16, 0, 2, 1500, 3000);
+    graph_check(SLIDING, G4K_KV_FP8, SLIDING.window + 512, 1, 1024, 5000);
     printf("attention_check on %s (%d SMs); tolerance max|o - ref| <= %.0e\n", prop.name, prop.multiProcessorCount, TOL);
     const char *path = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
     printf("prefill attention (M > 8): %s\n", (path && !strcmp(path, "simt")) || (exact && atoi(exact))
