@@ -21,8 +21,8 @@
  * scratch. The second kernel, one block per (q head, token), merges the splits.
  * fp32 throughout.
  *
- * That is v1, kept behind G4_DECODE_ATTN=v1. The default (v2, decode2_kernel
- * below) does the same in one launch with a shorter serial chain; see there. */
+ * That is v1, kept behind G4_DECODE_ATTN=v1. The default (decode2_kernel below,
+ * then decode_merge) has a shorter serial chain; see there and decode_path. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -752,12 +752,13 @@ static bool decode_fast(const g4k_attn *a, int M) {
            a->n_heads % a->n_kv_heads == 0;
 }
 
-/* G4_DECODE_ATTN=v1: the two-launch path (decode_kernel + decode_merge), kept to compare against;
- * =v2merge: decode2_kernel with the splits merged by decode_merge (no ticket), to weigh the ticket
- * against a PDL-resident merge kernel. Returns 0 (v1), 1 (v2merge) or 2 (v2, the default). */
+/* The default is decode2_kernel with the splits merged by decode_merge (v2merge): on the H100 it
+ * beat the one-launch ticket merge by 5-9 % per step (perf log, 2026-11-28). G4_DECODE_ATTN=v2:
+ * the ticket merge; =v1: the two-launch path (decode_kernel + decode_merge). Returns 0 (v1),
+ * 1 (v2merge) or 2 (v2). */
 static int decode_path() {
     const char *e = getenv("G4_DECODE_ATTN"); /* read per call: tests switch it */
-    return e && !strcmp(e, "v1") ? 0 : e && !strcmp(e, "v2merge") ? 1 : 2;
+    return e && !strcmp(e, "v1") ? 0 : e && !strcmp(e, "v2") ? 2 : 1;
 }
 
 static dec_plan make_plan(const g4k_attn *a, int M, int max_context, int min_keys) {
