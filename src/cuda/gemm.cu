@@ -89,6 +89,7 @@
 #include <string.h>
 
 #include "cuda/common.cuh"
+#include "cuda/scratch.cuh"
 #include "cuda/gemm_wgmma.h"
 #include "cuda/kernels.h"
 
@@ -430,34 +431,15 @@ __global__ void splitk_reduce(float *y, const float *ws, int M, int N, int ldw, 
 
 /* ---------------- host side ---------------- */
 
-static void *g_xh, *g_ws;
-static size_t g_xh_cap, g_ws_cap;
+static g4k_scratch g_xh, g_ws; /* x in FP16; split-K partial sums */
 static int g_sms;
 
 /* Frees the scratch (the CUDA backend calls it when it is freed). */
 extern "C" void g4k_gemm_release(void) {
     g4k_gemm_wgmma_release();
     cudaDeviceSynchronize();
-    if (g_xh) cudaFree(g_xh);
-    if (g_ws) cudaFree(g_ws);
-    g_xh = g_ws = nullptr;
-    g_xh_cap = g_ws_cap = 0;
-}
-
-/* Grow a scratch buffer; the stream is synchronized first so that no queued kernel still uses the old one. */
-static int ensure(void **buf, size_t *cap, size_t bytes, cudaStream_t s) {
-    if (bytes <= *cap) return 0;
-    cudaError_t e = cudaStreamSynchronize(s);
-    if (e == cudaSuccess && *buf) e = cudaFree(*buf);
-    *buf = nullptr, *cap = 0;
-    if (e == cudaSuccess) e = cudaMalloc(buf, bytes);
-    if (e != cudaSuccess) {
-        fprintf(stderr, "g4k_gemm: scratch of %zu bytes: %s\n", bytes, cudaGetErrorString(e));
-        *buf = nullptr;
-        return -1;
-    }
-    *cap = bytes;
-    return 0;
+    g4k_scratch_free(&g_xh);
+    g4k_scratch_free(&g_ws);
 }
 
 template <int NT8, int WB, bool AL, int EPI>
@@ -497,11 +479,11 @@ static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const 
         if (cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || g_sms <= 0) g_sms = 132;
     }
     const int Kp = (K + 63) / 64 * 64;
-    if (ensure(&g_xh, &g_xh_cap, (size_t)M * Kp * sizeof(__half), s)) return;
+    if (g4k_scratch_grow(&g_xh, (size_t)M * Kp * sizeof(__half), s, "g4k_gemm")) return;
     {
         const size_t pairs = (size_t)M * Kp / 2;
         const int blocks = (int)((pairs + 255) / 256 < 4096 ? (pairs + 255) / 256 : 4096);
-        x_to_f16<<<blocks, 256, 0, s>>>(static_cast<__half *>(g_xh), x, M, K, Kp);
+        x_to_f16<<<blocks, 256, 0, s>>>(static_cast<__half *>(g_xh.p), x, M, K, Kp);
     }
     /* token tile: the fewest padded tokens, larger tile on ties */
     const bool aligned = (K * WB) % 16 == 0;
@@ -529,7 +511,7 @@ static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const 
         if (splits < 1) splits = 1;
     }
     gemm_params p = {};
-    p.xh = static_cast<const __half *>(g_xh);
+    p.xh = static_cast<const __half *>(g_xh.p);
     p.M = M, p.K = K, p.Kp = Kp, p.kblocks = kblocks;
     p.kb_per_split_base = kblocks / splits, p.kb_split_rem = kblocks % splits;
     float *out = y;
@@ -537,8 +519,8 @@ static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const 
     if (splits > 1) {
         ld = geglu ? 2 * N : N;
         p.split_stride = (size_t)M * ld;
-        if (ensure(&g_ws, &g_ws_cap, (size_t)splits * p.split_stride * sizeof(float), s)) return;
-        out = static_cast<float *>(g_ws);
+        if (g4k_scratch_grow(&g_ws, (size_t)splits * p.split_stride * sizeof(float), s, "g4k_gemm")) return;
+        out = static_cast<float *>(g_ws.p);
     }
     const g4_dmatrix *m1 = geglu ? up : w;
     p.seg[0] = {static_cast<const uint8_t *>(w->data), w->scales, N, 0, geglu ? 64 : 128, out, ld};
@@ -556,7 +538,7 @@ static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const 
     if (splits > 1) {
         const size_t total = (size_t)M * N;
         const int blocks = (int)((total + 255) / 256 < 8192 ? (total + 255) / 256 : 8192);
-        splitk_reduce<<<blocks, 256, 0, s>>>(y, static_cast<const float *>(g_ws), M, N, ld, splits, p.split_stride,
+        splitk_reduce<<<blocks, 256, 0, s>>>(y, static_cast<const float *>(g_ws.p), M, N, ld, splits, p.split_stride,
                                              geglu ? 1 : 0);
     }
 }

@@ -85,6 +85,7 @@
 #include <string.h>
 
 #include "cuda/common.cuh"
+#include "cuda/scratch.cuh"
 #include "cuda/gemm_wgmma.h"
 #include "cuda/kernels.h"
 #include "cuda/wgmma_ops.cuh"
@@ -404,32 +405,14 @@ __global__ void wg_splitk_reduce(float *y, const float *ws, int M, int N, int ld
 
 /* ---------------- host side ---------------- */
 
-static void *g_xh, *g_ws;
-static size_t g_xh_cap, g_ws_cap;
+static g4k_scratch g_xh, g_ws; /* x in FP16; split-K partial sums */
 static int g_sms;
 static PFN_cuTensorMapEncodeTiled_v12000 g_encode;
 
 void g4k_gemm_wgmma_release(void) {
     cudaDeviceSynchronize();
-    if (g_xh) cudaFree(g_xh);
-    if (g_ws) cudaFree(g_ws);
-    g_xh = g_ws = nullptr;
-    g_xh_cap = g_ws_cap = 0;
-}
-
-static int wg_ensure(void **buf, size_t *cap, size_t bytes, cudaStream_t s) {
-    if (bytes <= *cap) return 0;
-    cudaError_t e = cudaStreamSynchronize(s);
-    if (e == cudaSuccess && *buf) e = cudaFree(*buf);
-    *buf = nullptr, *cap = 0;
-    if (e == cudaSuccess) e = cudaMalloc(buf, bytes);
-    if (e != cudaSuccess) {
-        fprintf(stderr, "g4k_gemm (wgmma): scratch of %zu bytes: %s\n", bytes, cudaGetErrorString(e));
-        *buf = nullptr;
-        return -1;
-    }
-    *cap = bytes;
-    return 0;
+    g4k_scratch_free(&g_xh);
+    g4k_scratch_free(&g_ws);
 }
 
 /* 2-D tensor map: rows of `inner` elements, `row_bytes` apart. */
@@ -523,7 +506,7 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
         if (cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || g_sms <= 0) g_sms = 132;
     }
 
-    if (wg_ensure(&g_xh, &g_xh_cap, (size_t)M * K * sizeof(__half), s)) return -1;
+    if (g4k_scratch_grow(&g_xh, (size_t)M * K * sizeof(__half), s, "g4k_gemm (wgmma)")) return -1;
 
     const int row_tiles = geglu ? (N + 63) / 64 : (N + 127) / 128;
     const int kblocks = K / 128;
@@ -556,13 +539,13 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
     if (splits > 1) {
         p.ld = geglu ? 2 * N : N;
         p.split_stride = (size_t)M * p.ld;
-        if (wg_ensure(&g_ws, &g_ws_cap, (size_t)splits * p.split_stride * sizeof(float), s)) return -1;
-        out = static_cast<float *>(g_ws);
+        if (g4k_scratch_grow(&g_ws, (size_t)splits * p.split_stride * sizeof(float), s, "g4k_gemm (wgmma)")) return -1;
+        out = static_cast<float *>(g_ws.p);
     }
     const g4_dmatrix *m1 = geglu ? up : w;
     if (make_map(&p.tm_w[0], CU_TENSOR_MAP_DATA_TYPE_UINT8, w->data, K, N, K, 64, 64, CU_TENSOR_MAP_SWIZZLE_64B) ||
         make_map(&p.tm_w[1], CU_TENSOR_MAP_DATA_TYPE_UINT8, m1->data, K, N, K, 64, 64, CU_TENSOR_MAP_SWIZZLE_64B) ||
-        make_map(&p.tm_x, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, g_xh, K, M, (uint64_t)K * 2, 64, bt,
+        make_map(&p.tm_x, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, g_xh.p, K, M, (uint64_t)K * 2, 64, bt,
                  CU_TENSOR_MAP_SWIZZLE_128B))
         return 1; /* nothing launched yet: the caller falls back to mma.sync */
     p.scales[0] = w->scales, p.scales[1] = m1->scales;
@@ -584,7 +567,7 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
     {
         const size_t groups = (size_t)M * K / 16;
         const int blocks = (int)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
-        g4k_launch(wg_x_to_f16, dim3(blocks), dim3(256), 0, s, static_cast<__half *>(g_xh), x, M, K);
+        g4k_launch(wg_x_to_f16, dim3(blocks), dim3(256), 0, s, static_cast<__half *>(g_xh.p), x, M, K);
     }
     e = fused_geglu ? wg_launch_bt<WG_GEGLU>(bt, p, grid, s, true) : wg_launch_bt<WG_PLAIN>(bt, p, grid, s, true);
     if (e != cudaSuccess) {
@@ -594,7 +577,7 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
     if (splits > 1) {
         const size_t total = (size_t)M * N;
         const int blocks = (int)((total + 255) / 256 < 8192 ? (total + 255) / 256 : 8192);
-        g4k_launch(wg_splitk_reduce, dim3(blocks), dim3(256), 0, s, y, static_cast<const float *>(g_ws), M, N, p.ld,
+        g4k_launch(wg_splitk_reduce, dim3(blocks), dim3(256), 0, s, y, static_cast<const float *>(g_ws.p), M, N, p.ld,
                    splits, p.split_stride, geglu ? 1 : 0);
     }
     return 0;
