@@ -127,13 +127,13 @@ test-gpu: gpu-tests
 # GPU check and timing of the prefill GEMM (run it on a machine with an H100):
 # make build/tests/gpu/gemm_check && build/tests/gpu/gemm_check
 $(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh \
-                               src/cuda/kernels.h src/cuda/gemm_wgmma.h src/cuda/wgmma_ops.cuh
+                               src/cuda/kernels.h src/cuda/gemm_wgmma.h src/cuda/wgmma_ops.cuh src/cuda/gemm_common.cuh
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu
 
 # GPU check and timing of the W8A8 prefill GEMM (cuBLASLt block scaling; H100):
 # make build/tests/gpu/w8a8_check && build/tests/gpu/w8a8_check [--quick]
-$(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh \
+$(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh src/cuda/gemm_common.cuh \
                                src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu \

@@ -89,7 +89,7 @@
 #include <string.h>
 
 #include "cuda/common.cuh"
-#include "cuda/scratch.cuh"
+#include "cuda/gemm_common.cuh"
 #include "cuda/gemm_wgmma.h"
 #include "cuda/kernels.h"
 
@@ -412,20 +412,6 @@ __global__ void x_to_f16(__half *xh, const float *x, int M, int K, int Kp) {
             v[e] = f;
         }
         reinterpret_cast<__half2 *>(xh)[i] = __floats2half2_rn(v[0], v[1]);
-    }
-}
-
-/* y[m][r] = sum_s ws[s][m][r] (plain), or gelu(sum gate) * sum up with up at column + N. */
-__global__ void splitk_reduce(float *y, const float *ws, int M, int N, int ldw, int splits, size_t stride, int geglu) {
-    const size_t total = (size_t)M * N;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        const size_t m = i / N, r = i % N;
-        float a = 0.0f, b = 0.0f;
-        for (int s = 0; s < splits; s++) {
-            a += ws[s * stride + m * ldw + r];
-            if (geglu) b += ws[s * stride + m * ldw + N + r];
-        }
-        y[i] = geglu ? g4k_gelu_tanh(a) * b : a;
     }
 }
 

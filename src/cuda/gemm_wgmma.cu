@@ -85,7 +85,7 @@
 #include <string.h>
 
 #include "cuda/common.cuh"
-#include "cuda/scratch.cuh"
+#include "cuda/gemm_common.cuh"
 #include "cuda/gemm_wgmma.h"
 #include "cuda/kernels.h"
 #include "cuda/wgmma_ops.cuh"
@@ -387,22 +387,6 @@ __global__ void wg_x_to_f16(__half *xh, const float *x, int M, int K) {
     }
 }
 
-/* y[m][r] = sum_s ws[s][m][r] (plain), or gelu(sum gate) * sum up with up at column N + r. */
-__global__ void wg_splitk_reduce(float *y, const float *ws, int M, int N, int ldw, int splits, size_t stride,
-                                 int geglu) {
-    g4k_wait_inputs();
-    const size_t total = (size_t)M * N;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        const size_t m = i / N, r = i % N;
-        float a = 0.0f, b = 0.0f;
-        for (int s = 0; s < splits; s++) {
-            a += ws[s * stride + m * ldw + r];
-            if (geglu) b += ws[s * stride + m * ldw + N + r];
-        }
-        y[i] = geglu ? g4k_gelu_tanh(a) * b : a;
-    }
-}
-
 /* ---------------- host side ---------------- */
 
 static g4k_scratch g_xh, g_ws; /* x in FP16; split-K partial sums */
@@ -577,7 +561,7 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
     if (splits > 1) {
         const size_t total = (size_t)M * N;
         const int blocks = (int)((total + 255) / 256 < 8192 ? (total + 255) / 256 : 8192);
-        g4k_launch(wg_splitk_reduce, dim3(blocks), dim3(256), 0, s, y, static_cast<const float *>(g_ws.p), M, N, p.ld,
+        g4k_launch(splitk_reduce, dim3(blocks), dim3(256), 0, s, y, static_cast<const float *>(g_ws.p), M, N, p.ld,
                    splits, p.split_stride, geglu ? 1 : 0);
     }
     return 0;
