@@ -360,15 +360,8 @@ __device__ __forceinline__ void widen_slice(const raw_slice<BYTES> &r, float *ou
     if (DT == G4K_KV_FP8) {
 #pragma unroll
         for (int i = 0; i < DPL / 4; i++) g4k_fp8x4_to_f32_biased(r.w[i], out + 4 * i);
-    } else if (DT == G4K_KV_BF16) {
-#pragma unroll
-        for (int i = 0; i < DPL / 2; i++) {
-            out[2 * i] = __uint_as_float(r.w[i] << 16);
-            out[2 * i + 1] = __uint_as_float(r.w[i] & 0xffff0000u);
-        }
     } else {
-#pragma unroll
-        for (int i = 0; i < DPL; i++) out[i] = __uint_as_float(r.w[i]);
+        decode_slice<DT, DPL, BYTES>(r, 1.0f, out); /* BF16 and F32 carry no scale */
     }
 }
 
