@@ -126,14 +126,14 @@ test-gpu: gpu-tests
 	G4_TEST_DEVICE=cuda tests/run.sh --no-scripts $(GPU_TESTS)
 # GPU check and timing of the prefill GEMM (run it on a machine with an H100):
 # make build/tests/gpu/gemm_check && build/tests/gpu/gemm_check
-$(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh \
+$(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu tests/gpu/check.cuh src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh \
                                src/cuda/kernels.h src/cuda/gemm_wgmma.h src/cuda/wgmma_ops.cuh src/cuda/gemm_common.cuh
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu
 
 # GPU check and timing of the W8A8 prefill GEMM (cuBLASLt block scaling; H100):
 # make build/tests/gpu/w8a8_check && build/tests/gpu/w8a8_check [--quick]
-$(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh src/cuda/gemm_common.cuh \
+$(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu tests/gpu/check.cuh src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh src/cuda/gemm_common.cuh \
                                src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu \
@@ -147,6 +147,6 @@ $(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda
 # Attention kernels against a host fp64 reference, then their timings (GPU machine):
 # make build/tests/gpu/attention_check && build/tests/gpu/attention_check [--quick]
 ATTN_CHECK_SRC := src/cuda/attention.cu src/cuda/attention_decode.cu src/cuda/norm.cu
-$(BUILD)/tests/gpu/attention_check: tests/gpu/attention_check.cu $(ATTN_CHECK_SRC) src/cuda/common.cuh src/cuda/kv.cuh src/cuda/kernels.h src/util/numerics.h
+$(BUILD)/tests/gpu/attention_check: tests/gpu/attention_check.cu tests/gpu/check.cuh $(ATTN_CHECK_SRC) src/cuda/common.cuh src/cuda/kv.cuh src/cuda/kernels.h src/util/numerics.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/attention_check.cu $(ATTN_CHECK_SRC)

@@ -49,25 +49,14 @@
 #include <vector>
 
 #include "cuda/kernels.h"
-#include "util/numerics.h"
 
-#define CK(call)                                                                                     \
-    do {                                                                                             \
-        cudaError_t e_ = (call);                                                                     \
-        if (e_ != cudaSuccess) {                                                                     \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(2);                                                                                 \
-        }                                                                                            \
-    } while (0)
+#define CHECK_SEED 0x9E3779B97F4A7C15ull
+#include "check.cuh"
+#include "util/numerics.h"
 
 static const double TOL = 5e-3;
 static const float KV_SCALE = 1.0f / 64; /* FP8 cache scale: |x| < 28 fits */
 
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd() {
-    g_rng ^= g_rng >> 12, g_rng ^= g_rng << 25, g_rng ^= g_rng >> 27;
-    return g_rng * 0x2545F4914F6CDD1Dull;
-}
 static float urand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 40) * (1.0 / 16777216.0)); }
 
 static float e4m3(uint8_t c) {

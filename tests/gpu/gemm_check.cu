@@ -50,20 +50,9 @@
 
 #include "cuda/kernels.h"
 
-#define CK(call)                                                                                          \
-    do {                                                                                                  \
-        cudaError_t e_ = (call);                                                                          \
-        if (e_ != cudaSuccess) {                                                                          \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));      \
-            exit(2);                                                                                      \
-        }                                                                                                 \
-    } while (0)
+#define CHECK_SEED 0x9E3779B97F4A7C15ull
+#include "check.cuh"
 
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd() { /* xorshift64* */
-    g_rng ^= g_rng >> 12, g_rng ^= g_rng << 25, g_rng ^= g_rng >> 27;
-    return g_rng * 0x2545F4914F6CDD1Dull;
-}
 static double urand() { return (rnd() >> 11) * (1.0 / 9007199254740992.0); }
 
 static double e4m3(uint8_t c) {
