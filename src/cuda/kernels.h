@@ -97,14 +97,15 @@ void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0,
                    g4_stream stream);
 
 /* Decode attention with the q/k/v post-processing fused in: everything g4k_qkv_post +
- * g4k_attention do, for M (1..8) tokens at positions *pos0 + m, in one launch
- * (split-K attention over the keys; the last block of each head group merges the
- * splits; G4_DECODE_ATTN=v1 or v2merge: a second launch merges them). pos0 is a device
+ * g4k_attention do, for M (1..8) tokens at positions *pos0 + m, in two launches
+ * (split-K attention over the keys, then a merge of the splits; G4_DECODE_ATTN=v2: the
+ * last block of each head group merges them in one launch; =v1: the first kernels). pos0 is a device
  * pointer; the grid depends only on M, max_context and the geometry, so the call
  * can be captured in a graph and replayed at later positions.
  *   q [M][n_heads*hd], k, v [M][n_kv_heads*hd]: raw projections (for k_eq_v, v holds a
- *     copy of the raw k). Three distinct buffers; their contents are unspecified after
- *     the call (the fast path only reads them; the generic fallback works in place).
+ *     copy of the raw k). Their contents are unspecified after the call. The fast path
+ *     (head_dim 128, 256 or 512, M <= 8) only reads them, so there v may be k itself;
+ *     the generic fallback works in place and needs three distinct buffers.
  *   o [M][n_heads*hd]: the attention output.
  *   scratch: g4k_attention_decode_scratch(a, M, max_context) bytes of device memory for
  *     the splits' partial results; needs no initialization, may be shared by layers run
