@@ -46,7 +46,8 @@ int g4_cuda_decode(g4_cuda *c, int seq, int pos0, int32_t first, int n, const g4
  * fills ms[i] / names[i] per stage (at most 16) and returns how many. The
  * sequence is not advanced (the step's KV row is rewritten by the next one). */
 int g4_cuda_profile_step(g4_cuda *c, int seq, int pos0, int32_t token, double *ms, const char **names, g4_err *err);
-/* The same for the prefill of n tokens at pos0 (eager, chunk by chunk; logits of the last token). */
+/* The same for the prefill of n tokens at pos0 (eager, chunk by chunk; logits of the last token).
+ * Its last stage, the lm head, also holds the logits' copy to the host and the host's wait for it. */
 int g4_cuda_profile_prefill(g4_cuda *c, int seq, int pos0, const int32_t *tokens, int n, float *logits, double *ms,
                             const char **names, g4_err *err);
 
