@@ -299,16 +299,6 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill(g4k_attn a, cons
     }
 }
 
-static int device_sms() {
-    static int n = 0;
-    if (!n) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
-    }
-    return n;
-}
-
 template <int NC, int RA>
 static void launch_prefill(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
     constexpr int HD = NC * 64, BQ = 16 * RA;
@@ -326,7 +316,7 @@ static void launch_prefill(const g4k_attn *a, const float *q, float *o, const in
 template <int NC>
 static void prefill_ra(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
     int ra = NC >= 8 ? 2 : 4;
-    while (ra > 1 && (long)((M + 16 * ra - 1) / (16 * ra)) * a->n_heads < device_sms()) ra /= 2;
+    while (ra > 1 && (long)((M + 16 * ra - 1) / (16 * ra)) * a->n_heads < g4k_sm_count()) ra /= 2;
     if (ra == 4) launch_prefill<NC, (NC >= 8 ? 2 : 4)>(a, q, o, pos0, M, s);
     else if (ra == 2) launch_prefill<NC, 2>(a, q, o, pos0, M, s);
     else launch_prefill<NC, 1>(a, q, o, pos0, M, s);
@@ -701,7 +691,7 @@ static void launch_prefill_tc(const g4k_attn *a, const float *q, float *o, const
 template <int HD>
 static void prefill_tc(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
     const long tiles = (M * (long)(a->n_heads / a->n_kv_heads) + TC_BQ - 1) / TC_BQ;
-    const bool few = tiles * a->n_kv_heads * (HD > 256 ? HD / 256 : 1) < device_sms();
+    const bool few = tiles * a->n_kv_heads * (HD > 256 ? HD / 256 : 1) < g4k_sm_count();
     if constexpr (HD == 128) {
         launch_prefill_tc<HD, 128>(a, q, o, pos0, M, s);
     } else {

@@ -730,16 +730,6 @@ struct dec_plan {
     size_t smem; /* dynamic shared memory of decode_kernel / decode2_kernel */
 };
 
-static int sm_count() {
-    static int n = 0;
-    if (!n) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
-    }
-    return n;
-}
-
 static bool decode_fast(const g4k_attn *a, int M) {
     return M >= 1 && M <= 8 && (a->head_dim == 128 || a->head_dim == 256 || a->head_dim == 512) &&
            a->n_heads % a->n_kv_heads == 0;
@@ -764,7 +754,7 @@ static dec_plan make_plan(const g4k_attn *a, int M, int max_context, int min_key
     p.chunks = (Q + nq - 1) / nq;
     const int span = a->window && a->window + M - 1 < max_context ? a->window + M - 1 : max_context;
     const int per_split = a->n_kv_heads * p.chunks;
-    const int by_keys = (span + min_keys - 1) / min_keys, by_sms = (sm_count() + per_split - 1) / per_split;
+    const int by_keys = (span + min_keys - 1) / min_keys, by_sms = (g4k_sm_count() + per_split - 1) / per_split;
     p.splits = by_keys < by_sms ? by_keys : by_sms;
     if (p.splits < 1) p.splits = 1;
     const size_t rows = (size_t)(nq + 2 * M) * hd, merge = (size_t)DEC_WARPS * nq * (hd + 2);

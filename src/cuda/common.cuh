@@ -90,6 +90,17 @@ __device__ __forceinline__ void g4k_allow_next() { asm volatile("griddepcontrol.
 
 __device__ __forceinline__ void g4k_prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
+/* SMs of the current GPU (132 on the H100), asked once: launch sizes follow it. */
+static inline int g4k_sm_count() {
+    static int n = 0;
+    if (!n) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
+    }
+    return n;
+}
+
 template <typename... KArgs, typename... Args>
 static inline void g4k_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                               Args... args) {

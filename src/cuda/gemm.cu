@@ -418,7 +418,6 @@ __global__ void x_to_f16(__half *xh, const float *x, int M, int K, int Kp) {
 /* ---------------- host side ---------------- */
 
 static g4k_scratch g_xh, g_ws; /* x in FP16; split-K partial sums */
-static int g_sms;
 
 /* Frees the scratch (the CUDA backend calls it when it is freed). */
 extern "C" void g4k_gemm_release(void) {
@@ -459,11 +458,6 @@ static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const 
     if (!(env && !strcmp(env, "mma")) && g4k_gemm_wgmma(w, up, y, x, M, s) <= 0) return;
     const int N = w->rows, K = w->cols, WB = w->fp8 ? 1 : 2;
     const bool geglu = up != nullptr;
-    if (!g_sms) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        if (cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || g_sms <= 0) g_sms = 132;
-    }
     const int Kp = (K + 63) / 64 * 64;
     if (g4k_scratch_grow(&g_xh, (size_t)M * Kp * sizeof(__half), s, "g4k_gemm")) return;
     {
@@ -490,8 +484,8 @@ static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const 
     /* split K when the tiles leave most SMs idle; each split keeps >= 2 K blocks */
     const int tiles = tok_tiles * row_tiles;
     int splits = 1;
-    if (tiles * 2 <= g_sms) {
-        splits = g_sms / tiles;
+    if (tiles * 2 <= g4k_sm_count()) {
+        splits = g4k_sm_count() / tiles;
         if (splits > kblocks / 2) splits = kblocks / 2;
         if (splits > 16) splits = 16;
         if (splits < 1) splits = 1;

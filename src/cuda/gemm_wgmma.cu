@@ -390,7 +390,6 @@ __global__ void wg_x_to_f16(__half *xh, const float *x, int M, int K) {
 /* ---------------- host side ---------------- */
 
 static g4k_scratch g_xh, g_ws; /* x in FP16; split-K partial sums */
-static int g_sms;
 static PFN_cuTensorMapEncodeTiled_v12000 g_encode;
 
 void g4k_gemm_wgmma_release(void) {
@@ -484,18 +483,13 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
             return 1;
         g_encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
     }
-    if (!g_sms) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        if (cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || g_sms <= 0) g_sms = 132;
-    }
 
     if (g4k_scratch_grow(&g_xh, (size_t)M * K * sizeof(__half), s, "g4k_gemm (wgmma)")) return -1;
 
     const int row_tiles = geglu ? (N + 63) / 64 : (N + 127) / 128;
     const int kblocks = K / 128;
     int bt = 152, splits = 1;
-    pick_tiles(M, N, row_tiles, kblocks, geglu, g_sms, &bt, &splits);
+    pick_tiles(M, N, row_tiles, kblocks, geglu, g4k_sm_count(), &bt, &splits);
     {
         /* G4_GEMM_TILE=BT,SPLITS overrides the choice (tuning; gemm_check --sweep) */
         const char *env = getenv("G4_GEMM_TILE");

@@ -290,12 +290,6 @@ __global__ void __launch_bounds__(256, 2) gemv_sx_kernel(gemv_args a) {
     }
 }
 
-static int sm_count(void) {
-    static int sms = 0;
-    if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) sms = 132;
-    return sms;
-}
-
 /* The shared-x kernel when it applies: FP8 rows on the vector path, 1-2 tokens,
  * x within the default 48 KB of shared memory. Returns false otherwise. */
 template <int MODE>
@@ -305,7 +299,7 @@ static bool launch_sx(const gemv_args &a, cudaStream_t s) {
     const size_t smem = (size_t)a.M * per_part * 64;
     if (smem > 48 * 1024) return false;
     const int rows_per_warp = MODE == MODE_GEGLU ? VEC_ROWS / 2 : VEC_ROWS, warps = 8;
-    int bx = 2 * sm_count() / a.splits; /* every block resident at once */
+    int bx = 2 * g4k_sm_count() / a.splits; /* every block resident at once */
     const int needed = (a.total_rows / rows_per_warp + warps - 1) / warps;
     bx = bx < 1 ? 1 : bx > needed ? needed : bx;
     const dim3 grid(bx, a.splits);
