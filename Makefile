@@ -90,7 +90,7 @@ clean:
 .PHONY: check
 check:
 	tools/setup.sh
-	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check $(BUILD)/tests/gpu/gemv_bench \
+	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check $(BUILD)/tests/gpu/gemv_bench $(BUILD)/tests/gpu/gemv_check \
 	                                               $(BUILD)/tests/gpu/w8a8_check $(BUILD)/tests/gpu/attention_check)
 	$(MAKE) test
 
@@ -139,10 +139,13 @@ $(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu tests/gpu/check.cuh src/c
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu \
 	    -L$(CUDA_HOME)/lib64 -lcublasLt -ldl -Xlinker -rpath,$(CUDA_HOME)/lib64
 
-# GEMV throughput against shape (benchmark; GPU machine): make build/tests/gpu/gemv_bench
-$(BUILD)/tests/gpu/gemv_bench: tests/gpu/gemv_bench.cu src/cuda/gemv.cu src/cuda/common.cuh src/cuda/kernels.h
+# Decode GEMVs: check against a float64 reference, and their throughput on the
+# 12B's shapes (benchmark); GPU machine, G4_GEMV=simt for the CUDA-core kernels:
+# make build/tests/gpu/gemv_check build/tests/gpu/gemv_bench
+GEMV_SRC := src/cuda/gemv.cu src/cuda/gemv_tc.cu
+$(BUILD)/tests/gpu/gemv_%: tests/gpu/gemv_%.cu tests/gpu/check.cuh $(GEMV_SRC) src/cuda/gemv_tc.h src/cuda/common.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemv_bench.cu src/cuda/gemv.cu
+	$(NVCC) $(NVFLAGS) -o $@ $< $(GEMV_SRC)
 
 # Attention kernels against a host fp64 reference, then their timings (GPU machine):
 # make build/tests/gpu/attention_check && build/tests/gpu/attention_check [--quick]

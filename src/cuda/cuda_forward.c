@@ -437,9 +437,10 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     }
     mark(c, ST_ATTN);
     /* o and down: split-K parts when one launch covers every token (decode) */
-    const int parts = n <= GEMV_M ? SPLITS : 1;
+    const int splits = n <= GEMV_M ? SPLITS : 1;
     float *proj = c->proj;
-    if (parts > 1) g4k_gemv_split(&d->o, &proj, 1, c->attn, n, parts, s);
+    int parts = 1;
+    if (splits > 1) parts = g4k_gemv_split(&d->o, &proj, 1, c->attn, n, splits, s);
     else gemv_tokens(&d->o, &proj, 1, c->attn, n, s);
     mark(c, ST_O);
     g4k_residual_norm(c->h, c->proj, parts, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden,
@@ -447,7 +448,8 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     mark(c, ST_RESID);
     geglu_tokens(d, c->ffn, c->x, n, s);
     mark(c, ST_GEGLU);
-    if (parts > 1) g4k_gemv_split(&d->down, &proj, 1, c->ffn, n, parts, s);
+    parts = 1;
+    if (splits > 1) parts = g4k_gemv_split(&d->down, &proj, 1, c->ffn, n, splits, s);
     else gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
     mark(c, ST_DOWN);
     const float *next = l + 1 < cfg->n_layers ? c->layers[l + 1].input_norm : c->final_norm;

@@ -7,8 +7,11 @@
  *
  * Epilogues: plain (up to 3 matrices in one launch: q, k, v), GeGLU (a warp
  * computes row r of gate and of up against the same x), softcap (LM head).
+ * The entry points first try the tensor-core GEMV (gemv_tc.cu), which takes
+ * the decode shapes; these kernels serve the rest (M > 4, odd widths).
  * CPU reference: cpu_matmul in src/cpu/ops.c. */
 #include "cuda/common.cuh"
+#include "cuda/gemv_tc.h"
 #include "cuda/kernels.h"
 
 enum { MODE_PLAIN = 0, MODE_GEGLU = 1, MODE_SOFTCAP = 2 };
@@ -354,8 +357,9 @@ extern "C" void g4k_gemv(const g4_dmatrix *w, float *const *y, int n_mats, const
     g4k_gemv_split(w, y, n_mats, x, M, 1, s);
 }
 
-extern "C" void g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, int splits,
-                               g4_stream s) {
+extern "C" int g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, int splits,
+                              g4_stream s) {
+    if (g4k_gemv_tc(w, y, n_mats, x, M, G4K_TC_PLAIN, 0.0f, s) == 0) return 1;
     gemv_args a = {};
     a.n_mats = n_mats, a.cols = w[0].cols, a.M = M, a.x = x, a.splits = splits;
     for (int i = 0; i < n_mats; i++) {
@@ -363,10 +367,14 @@ extern "C" void g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats,
         a.total_rows += w[i].rows;
     }
     launch<MODE_PLAIN>(a, w[0].fp8, s);
+    return splits;
 }
 
 extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                                g4_stream s) {
+    const g4_dmatrix gu[2] = {*gate, *up};
+    float *const ys[2] = {y, nullptr};
+    if (g4k_gemv_tc(gu, ys, 2, x, M, G4K_TC_GEGLU, 0.0f, s) == 0) return;
     gemv_args a = {};
     a.n_mats = 2, a.cols = gate->cols, a.M = M, a.x = x, a.total_rows = gate->rows, a.splits = 1;
     a.mat[0] = to_mat(gate, y);
@@ -376,6 +384,9 @@ extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, flo
 
 extern "C" void g4k_lm_head(float *logits, const float *x, const uint16_t *E, int M, int vocab, int n, float cap,
                             g4_stream s) {
+    const g4_dmatrix head = {0, vocab, n, E, nullptr};
+    float *const ys[1] = {logits};
+    if (g4k_gemv_tc(&head, ys, 1, x, M, G4K_TC_SOFTCAP, cap, s) == 0) return;
     gemv_args a = {};
     a.n_mats = 1, a.cols = n, a.M = M, a.x = x, a.total_rows = vocab, a.cap = cap, a.splits = 1;
     gemv_mat g = {reinterpret_cast<const uint8_t *>(E), nullptr, vocab, logits};

@@ -27,9 +27,10 @@ typedef struct {
  * matrix i writes y_i. */
 void g4k_gemv(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4_stream stream);
 
-/* The same for one matrix with its columns in `splits` parts: part p writes
- * its partial sums to y[0] + p * M * rows (the consumer adds the parts). */
-void g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, int splits,
+/* The same with its columns in up to `splits` parts: part p writes its
+ * partial sums to y[0] + p * M * rows (the consumer adds the parts). Returns
+ * the number of parts written (1 where the kernel adds them up itself). */
+int g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, int splits,
                     g4_stream stream);
 
 /* GeGLU: y[m][r] = gelu_tanh(x W_gate^T)[m][r] * (x W_up^T)[m][r]. */

@@ -1,99 +1,150 @@
-/* GEMV rate against shape (a benchmark, not a test): is the FP8 decode GEMV's
- * throughput a property of the kernel's inner loop or of the launch size?
- * For several [rows, cols] (FP8, one token), times g4k_gemv with events
- * (median of 50 after 5 warm-ups) and as 20 launches captured in one CUDA graph
- * (per-launch time without host launch cost), and prints GB/s of weights read.
+/* Decode GEMV throughput on the 12B's shapes (a benchmark, not a test): each
+ * projection of a decode step (one token) through its entry point, as 20
+ * launches captured in one CUDA graph (per-launch time without host launch
+ * cost; back to back, as in the step, with PDL), median of 10 replays, in
+ * GB/s of weights read; then the step's projections summed over 40 sliding +
+ * 8 full layers + the LM head, against a streaming read of 1 GB measured in
+ * the same run (the bandwidth floor). G4_GEMV=simt times the CUDA-core
+ * kernels instead of the tensor-core ones. FP8 codes are random (never zero).
  * Build: make build/tests/gpu/gemv_bench; run on the GPU machine. */
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
 #include <algorithm>
+#include <functional>
 #include <vector>
 
+#include "cuda/common.cuh"
 #include "cuda/kernels.h"
 
-#define CK(x)                                                                   \
-    do {                                                                        \
-        cudaError_t e_ = (x);                                                   \
-        if (e_ != cudaSuccess) {                                                \
-            fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); \
-            exit(1);                                                            \
-        }                                                                       \
-    } while (0)
+#define CHECK_SEED 0x853c49e6748fea9bull
+#include "check.cuh"
 
 __global__ void fill_codes(uint8_t *w, size_t n, uint32_t seed) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         uint32_t h = (uint32_t)i * 2654435761u ^ seed;
         h ^= h >> 15;
+        h *= 2246822519u;
+        h ^= h >> 13;
         uint8_t c = (uint8_t)(h & 0xff);
         if ((c & 0x7f) == 0x7f || (c & 0x7f) == 0) c = 0x38; /* no NaN, no zero */
         w[i] = c;
     }
 }
 
-static float median(std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+__global__ void read_kernel(const uint4 *p, size_t n, unsigned *sink) {
+    uint32_t acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const uint4 v = g4k_ld_stream(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x12345678u) *sink = acc;
+}
+
+static g4_dmatrix make(int fp8, int rows, int cols, uint32_t seed) {
+    void *w;
+    float *sc = nullptr;
+    const size_t bytes = (size_t)rows * cols * (fp8 ? 1 : 2);
+    CK(cudaMalloc(&w, bytes));
+    fill_codes<<<1024, 256>>>(static_cast<uint8_t *>(w), bytes, seed); /* BF16: bytes of FP8 codes, finite */
+    if (fp8) {
+        const size_t nsc = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
+        std::vector<float> hs(nsc, 0.01f);
+        CK(cudaMalloc(&sc, nsc * 4));
+        CK(cudaMemcpy(sc, hs.data(), nsc * 4, cudaMemcpyHostToDevice));
+    }
+    return {fp8, rows, cols, w, sc};
+}
+
+static size_t bytes_of(const g4_dmatrix &m) { return (size_t)m.rows * m.cols * (m.fp8 ? 1 : 2); }
+
+/* microseconds per call: 20 calls in a graph, median of 10 replays */
+static double time_us(cudaStream_t s, const std::function<void()> &call) {
+    for (int i = 0; i < 3; i++) call();
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < 20; i++) call();
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    CK(cudaGraphLaunch(ge, s));
+    cudaEvent_t a, b;
+    cudaEventCreate(&a), cudaEventCreate(&b);
+    std::vector<float> t;
+    for (int i = 0; i < 10; i++) {
+        cudaEventRecord(a, s);
+        CK(cudaGraphLaunch(ge, s));
+        cudaEventRecord(b, s);
+        CK(cudaEventSynchronize(b));
+        float ms;
+        cudaEventElapsedTime(&ms, a, b);
+        t.push_back(ms * 1e3f / 20);
+    }
+    CK(cudaGetLastError());
+    cudaGraphExecDestroy(ge), cudaGraphDestroy(g), cudaEventDestroy(a), cudaEventDestroy(b);
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
 }
 
 int main() {
-    const int shapes[][2] = {{512, 3840},   {2048, 3840},  {4096, 3840},  {8192, 3840},  {15360, 3840},
-                             {30720, 3840}, {65536, 3840}, {131072, 3840}, {3840, 4096}, {3840, 15360},
-                             {15360, 15360}};
     cudaStream_t s;
     CK(cudaStreamCreate(&s));
+    const char *path = getenv("G4_GEMV");
+    printf("kernels: %s\n", path && !strcmp(path, "simt") ? "CUDA cores (G4_GEMV=simt)" : "tensor cores (default)");
 
-    printf("%8s %7s %9s %11s %11s %10s %10s\n", "rows", "cols", "MB", "event_us", "graph_us", "GB/s_ev", "GB/s_graph");
-    for (const auto &sh : shapes) {
-        const int rows = sh[0], cols = sh[1];
-        const size_t n = (size_t)rows * cols, nsc = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
-        uint8_t *w;
-        float *sc, *x, *y;
-        CK(cudaMalloc(&w, n));
-        CK(cudaMalloc(&sc, nsc * 4));
-        CK(cudaMalloc(&x, cols * 4));
-        CK(cudaMalloc(&y, rows * 4));
-        fill_codes<<<1024, 256>>>(w, n, 7);
-        std::vector<float> hs(nsc, 0.01f), hx(cols, 0.5f);
-        CK(cudaMemcpy(sc, hs.data(), nsc * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(x, hx.data(), cols * 4, cudaMemcpyHostToDevice));
-        g4_dmatrix m = {1, rows, cols, w, sc};
-        float *ys[1] = {y};
-        cudaEvent_t a, b;
-        cudaEventCreate(&a), cudaEventCreate(&b);
-        for (int i = 0; i < 5; i++) g4k_gemv(&m, ys, 1, x, 1, s);
-        std::vector<float> t;
-        for (int i = 0; i < 50; i++) {
-            cudaEventRecord(a, s);
-            g4k_gemv(&m, ys, 1, x, 1, s);
-            cudaEventRecord(b, s);
-            CK(cudaEventSynchronize(b));
-            float ms;
-            cudaEventElapsedTime(&ms, a, b);
-            t.push_back(ms);
-        }
-        cudaGraph_t g;
-        cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-        for (int i = 0; i < 20; i++) g4k_gemv(&m, ys, 1, x, 1, s);
-        CK(cudaStreamEndCapture(s, &g));
-        CK(cudaGraphInstantiate(&ge, g, 0));
-        CK(cudaGraphLaunch(ge, s));
-        std::vector<float> tg;
-        for (int i = 0; i < 10; i++) {
-            cudaEventRecord(a, s);
-            CK(cudaGraphLaunch(ge, s));
-            cudaEventRecord(b, s);
-            CK(cudaEventSynchronize(b));
-            float ms;
-            cudaEventElapsedTime(&ms, a, b);
-            tg.push_back(ms / 20);
-        }
-        CK(cudaGetLastError());
-        const float ev = median(t) * 1e3f, gr = median(tg) * 1e3f;
-        printf("%8d %7d %9.1f %11.1f %11.1f %10.0f %10.0f\n", rows, cols, n / 1e6, ev, gr, n / (ev * 1e3), n / (gr * 1e3));
-        cudaGraphExecDestroy(ge), cudaGraphDestroy(g), cudaEventDestroy(a), cudaEventDestroy(b);
-        cudaFree(w), cudaFree(sc), cudaFree(x), cudaFree(y);
-    }
+    const size_t rb = (size_t)1 << 30;
+    void *rbuf;
+    unsigned *sink;
+    CK(cudaMalloc(&rbuf, rb));
+    CK(cudaMalloc(&sink, 4));
+    fill_codes<<<1024, 256>>>(static_cast<uint8_t *>(rbuf), rb, 1);
+    const double read_us =
+        time_us(s, [&] { read_kernel<<<g4k_sm_count() * 8, 512, 0, s>>>(static_cast<const uint4 *>(rbuf), rb / 16, sink); });
+    const double floor_gbs = rb / (read_us * 1e3);
+    printf("streaming read of 1 GB: %.1f us, %.0f GB/s\n", read_us, floor_gbs);
+    cudaFree(rbuf);
+
+    const int H = 3840, F = 15360, V = 262144;
+    g4_dmatrix qs = make(1, 4096, H, 2), ks = make(1, 2048, H, 3), vs = make(1, 2048, H, 4);
+    g4_dmatrix qf = make(1, 8192, H, 5), kf = make(1, 512, H, 6);
+    g4_dmatrix os = make(1, H, 4096, 7), of = make(1, H, 8192, 8);
+    g4_dmatrix gate = make(1, F, H, 9), up = make(1, F, H, 10), down = make(1, H, F, 11);
+    g4_dmatrix head = make(0, V, H, 12);
+    float *x, *y[3];
+    CK(cudaMalloc(&x, sizeof(float) * F));
+    std::vector<float> hx(F);
+    for (auto &v : hx) v = (float)((rnd() >> 40) * (1.0 / 16777216.0) - 0.5);
+    CK(cudaMemcpy(x, hx.data(), sizeof(float) * F, cudaMemcpyHostToDevice));
+    for (auto &p : y) CK(cudaMalloc(&p, sizeof(float) * V * 4));
+
+    struct row { const char *name; size_t bytes; double us; int count; };
+    std::vector<row> rows;
+    auto run = [&](const char *name, size_t bytes, int count, const std::function<void()> &call) {
+        const double us = time_us(s, call);
+        rows.push_back({name, bytes, us, count});
+        printf("%-28s %8.1f MB %9.2f us %7.0f GB/s (%4.1f %% of the read)\n", name, bytes / 1e6, us, bytes / (us * 1e3),
+               100.0 * bytes / (us * 1e3) / floor_gbs);
+    };
+    run("q/k/v sliding", bytes_of(qs) + bytes_of(ks) + bytes_of(vs), 40, [&] {
+        const g4_dmatrix m[3] = {qs, ks, vs};
+        g4k_gemv(m, y, 3, x, 1, s);
+    });
+    run("q/k full (k == v)", bytes_of(qf) + bytes_of(kf), 8, [&] {
+        const g4_dmatrix m[2] = {qf, kf};
+        g4k_gemv(m, y, 2, x, 1, s);
+    });
+    run("o sliding (split 4)", bytes_of(os), 40, [&] { g4k_gemv_split(&os, y, 1, x, 1, 4, s); });
+    run("o full (split 4)", bytes_of(of), 8, [&] { g4k_gemv_split(&of, y, 1, x, 1, 4, s); });
+    run("gate/up + GeGLU", bytes_of(gate) + bytes_of(up), 48, [&] { g4k_gemv_geglu(&gate, &up, y[0], x, 1, s); });
+    run("down (split 4)", bytes_of(down), 48, [&] { g4k_gemv_split(&down, y, 1, x, 1, 4, s); });
+    run("lm head BF16 + softcap", bytes_of(head), 1, [&] {
+        g4k_lm_head(y[0], x, static_cast<const uint16_t *>(head.data), 1, V, H, 30.0f, s);
+    });
+    double us = 0, bytes = 0;
+    for (const row &r : rows) us += r.us * r.count, bytes += (double)r.bytes * r.count;
+    printf("one step's projections: %.3f ms for %.2f GB = %.0f GB/s; the read would take %.3f ms (%.1f %%)\n", us / 1e3,
+           bytes / 1e9, bytes / (us * 1e3), bytes / floor_gbs / 1e6, 100.0 * bytes / floor_gbs / 1e3 / us);
     return 0;
 }
