@@ -127,9 +127,9 @@ test-gpu: gpu-tests
 # GPU check and timing of the prefill GEMM (run it on a machine with an H100):
 # make build/tests/gpu/gemm_check && build/tests/gpu/gemm_check
 $(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu tests/gpu/check.cuh src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh \
-                               src/cuda/kernels.h src/cuda/gemm_wgmma.h src/cuda/wgmma_ops.cuh src/cuda/gemm_common.cuh
+                               src/cuda/kernels.h src/cuda/gemm_wgmma.h src/cuda/wgmma_ops.cuh src/cuda/gemm_common.cuh src/cuda/layout.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu
+	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/layout.cu
 
 # GPU check and timing of the W8A8 prefill GEMM (cuBLASLt block scaling; H100):
 # make build/tests/gpu/w8a8_check && build/tests/gpu/w8a8_check [--quick]
@@ -142,7 +142,7 @@ $(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu tests/gpu/check.cuh src/c
 # Decode GEMVs: check against a float64 reference, and their throughput on the
 # 12B's shapes (benchmark); GPU machine, G4_GEMV=simt for the CUDA-core kernels:
 # make build/tests/gpu/gemv_check build/tests/gpu/gemv_bench
-GEMV_SRC := src/cuda/gemv.cu src/cuda/gemv_tc.cu
+GEMV_SRC := src/cuda/gemv.cu src/cuda/gemv_tc.cu src/cuda/layout.cu
 $(BUILD)/tests/gpu/gemv_%: tests/gpu/gemv_%.cu tests/gpu/check.cuh $(GEMV_SRC) src/cuda/gemv_tc.h src/cuda/common.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ $< $(GEMV_SRC)

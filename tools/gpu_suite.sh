@@ -10,25 +10,31 @@ set -uo pipefail
 bin=${1:?bin dir} out=${2:?out dir} parts=${3:-tests,checks,gemv,bench}
 mkdir -p "$out"
 has() { [[ ",$parts," == *",$1,"* ]]; }
+summary=""
 step() { local name=$1; shift; echo "== $name: $*"; local t0=$SECONDS; "$@" >"$out/$name.log" 2>&1; local rc=$?
-         echo "   rc=$rc $((SECONDS - t0)) s; tail:"; tail -3 "$out/$name.log" | sed 's/^/   /'; }
+         echo "   rc=$rc $((SECONDS - t0)) s; tail:"; tail -3 "$out/$name.log" | sed 's/^/   /'
+         summary+="$name: rc=$rc $(grep -E 'passed.*failed' "$out/$name.log" | tail -1)"$'\n'; }
+trap 'printf "\nSUMMARY\n%s" "$summary"' EXIT
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem --format=csv,noheader
 git log -1 --format='commit %h %s' 2>/dev/null || true
 if has tests; then step gpu_tests tools/gpu_tests.sh "$bin"; fi
 if has checks; then
     step gemv_check "$bin/gemv_check"
     G4_GEMV=simt step gemv_check_simt "$bin/gemv_check"
+    G4_WEIGHT_LAYOUT=rows step gpu_tests_rows tools/gpu_tests.sh "$bin"
     step attention_check "$bin/attention_check" --quick
     step gemm_check "$bin/gemm_check" --quick
     step w8a8_check "$bin/w8a8_check" --quick
 fi
 if has gemv; then
     step gemv_bench "$bin/gemv_bench"
-    G4_GEMV=simt step gemv_bench_simt "$bin/gemv_bench"
-    cat "$out/gemv_bench.log" "$out/gemv_bench_simt.log"
+    G4_WEIGHT_LAYOUT=rows step gemv_bench_rows "$bin/gemv_bench"
+    G4_WEIGHT_LAYOUT=rows G4_GEMV=simt step gemv_bench_simt "$bin/gemv_bench"
+    cat "$out/gemv_bench.log" "$out/gemv_bench_rows.log" "$out/gemv_bench_simt.log"
 fi
 if has bench; then
     [ -d /tmp/s12 ] || step synth "$bin/g4" synth --preset 12b --dtype fp8 --seed 1 --out /tmp/s12
     step bench "$bin/g4" bench --model-path /tmp/s12 --prompt-len 145,1024 --gen 410 --profile
-    cat "$out/bench.log"
+    G4_WEIGHT_LAYOUT=rows step bench_rows "$bin/g4" bench --model-path /tmp/s12 --prompt-len 145 --gen 410
+    cat "$out/bench.log" "$out/bench_rows.log"
 fi

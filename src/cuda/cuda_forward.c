@@ -33,6 +33,8 @@ typedef struct {
     void *pinned[2];
     cudaEvent_t done[2];
     int cur;
+    void *retile;         /* device buffer: a matrix lands here row-major, then g4k_retile tiles it */
+    size_t retile_bytes;
 } uploader;
 
 /* Per-stage timing of one eager decode step (g4 bench --profile): an event
@@ -118,6 +120,7 @@ static void uploader_free(uploader *u) {
         if (u->pinned[i]) cudaFreeHost(u->pinned[i]);
         if (u->done[i]) cudaEventDestroy(u->done[i]);
     }
+    if (u->retile) cudaFree(u->retile); /* waits for the GPU: the last g4k_retile may still read it */
 }
 
 static int stage_copy(g4_cuda *c, char *dst, const char *src, size_t bytes, g4_err *err) {
@@ -145,12 +148,42 @@ static void *upload(g4_cuda *c, const void *host, size_t bytes, g4_err *err) {
     return d;
 }
 
+static bool prefill_w8a8(void);
+
+/* FP8 matrices go to the GPU in 16-row tiles (kernels.h) where both the decode
+ * GEMV and the wgmma prefill GEMM read them: whole tiles, 128-wide K blocks.
+ * Row-major otherwise, and for all of them under G4_PREFILL=w8a8 (cuBLASLt
+ * reads row-major only) or G4_WEIGHT_LAYOUT=rows (to compare). */
+static bool tile_matrix(const g4_matrix *m) {
+    const char *layout = getenv("G4_WEIGHT_LAYOUT");
+    return m->format == G4_MAT_FP8_BLOCK && m->rows % 16 == 0 && m->cols % 128 == 0 && !prefill_w8a8() &&
+           !(layout && !strcmp(layout, "rows"));
+}
+
+/* m's codes (or BF16 values) to dst, tiled when tile_matrix says so: staged
+ * row-major in the uploader's device buffer, then rearranged on the GPU. */
+static int upload_codes(g4_cuda *c, char *dst, const g4_matrix *m, g4_err *err) {
+    const size_t bytes = (size_t)m->rows * m->cols * (m->format == G4_MAT_FP8_BLOCK ? 1 : 2);
+    if (!tile_matrix(m)) return stage_copy(c, dst, m->data, bytes, err);
+    uploader *u = &c->up;
+    if (u->retile_bytes < bytes) {
+        if (u->retile) cudaFree(u->retile);
+        u->retile_bytes = 0;
+        CK(cudaMalloc(&u->retile, bytes), "weight retiling buffer");
+        u->retile_bytes = bytes;
+    }
+    if (stage_copy(c, u->retile, m->data, bytes, err)) return -1;
+    g4k_retile(dst, u->retile, m->rows, m->cols, c->stream);
+    CK(cudaGetLastError(), "weight retiling");
+    return 0;
+}
+
 static int upload_matrix(g4_cuda *c, g4_dmatrix *d, const g4_matrix *m, g4_err *err) {
     memset(d, 0, sizeof *d);
     if (!m->data) return 0;
-    d->rows = m->rows, d->cols = m->cols, d->fp8 = m->format == G4_MAT_FP8_BLOCK;
-    size_t n = (size_t)m->rows * m->cols;
-    if (!(d->data = upload(c, m->data, d->fp8 ? n : 2 * n, err))) return -1;
+    d->rows = m->rows, d->cols = m->cols, d->fp8 = m->format == G4_MAT_FP8_BLOCK, d->tiled = tile_matrix(m);
+    const size_t n = (size_t)m->rows * m->cols;
+    if (!(d->data = dev_alloc(c, d->fp8 ? n : 2 * n, err)) || upload_codes(c, (char *)d->data, m, err)) return -1;
     if (d->fp8 && !(d->scales = upload(c, m->scales, sizeof(float) * g4_qblocks(m->rows) * g4_qblocks(m->cols), err)))
         return -1;
     return 0;
@@ -189,13 +222,15 @@ static int upload_qkv(g4_cuda *c, layer_dev *d, const g4_layer_weights *lw, g4_e
     char *data = dev_alloc(c, (size_t)rows * cols * (fp8 ? 1 : 2), err);
     float *scales = fp8 ? dev_alloc(c, sizeof(float) * (rows / 128) * scale_cols, err) : NULL;
     if (!data || (fp8 && !scales)) return -1;
-    d->qkv = (g4_dmatrix){.fp8 = fp8, .rows = rows, .cols = cols, .data = data, .scales = scales};
+    /* tiles of a part stay whole (rows % 128), so the parts' tiles concatenate into the whole's */
+    const int tiled = tile_matrix(src[0]);
+    d->qkv = (g4_dmatrix){.fp8 = fp8, .rows = rows, .cols = cols, .data = data, .scales = scales, .tiled = tiled};
     size_t at = 0, scale_at = 0;
     for (int i = 0; i < n; i++) {
         const size_t bytes = (size_t)src[i]->rows * cols * (fp8 ? 1 : 2);
         *dst[i] = (g4_dmatrix){.fp8 = fp8, .rows = src[i]->rows, .cols = cols, .data = data + at,
-                               .scales = fp8 ? scales + scale_at : NULL};
-        if (stage_copy(c, data + at, src[i]->data, bytes, err)) return -1;
+                               .scales = fp8 ? scales + scale_at : NULL, .tiled = tiled};
+        if (upload_codes(c, data + at, src[i], err)) return -1;
         if (fp8) {
             const size_t n_scales = (size_t)(src[i]->rows / 128) * scale_cols;
             if (stage_copy(c, (char *)(scales + scale_at), (const char *)src[i]->scales, sizeof(float) * n_scales, err))

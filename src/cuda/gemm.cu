@@ -455,7 +455,13 @@ static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const 
     /* G4_GEMM=mma: this file's mma.sync kernel for every shape (else wgmma where it applies); read on
      * every call so that a benchmark can compare both in one process */
     const char *env = getenv("G4_GEMM");
-    if (!(env && !strcmp(env, "mma")) && g4k_gemm_wgmma(w, up, y, x, M, s) <= 0) return;
+    /* tiled weights (kernels.h) are the wgmma kernel's alone, whatever G4_GEMM says */
+    const bool tiled = w->fp8 && w->tiled;
+    if ((tiled || !(env && !strcmp(env, "mma"))) && g4k_gemm_wgmma(w, up, y, x, M, s) <= 0) return;
+    if (tiled) {
+        fprintf(stderr, "g4k_gemm: tiled %d x %d matrix refused by the wgmma kernel; not computed\n", w->rows, w->cols);
+        return;
+    }
     const int N = w->rows, K = w->cols, WB = w->fp8 ? 1 : 2;
     const bool geglu = up != nullptr;
     const int Kp = (K + 63) / 64 * 64;

@@ -407,6 +407,7 @@ static int w8a8_run(const g4_dmatrix *const *w, int n_w, float *const *y, bool g
     const int K = w[0]->cols;
     for (int i = 0; i < n_w; i++) {
         if (!w[i]->fp8 || !w[i]->scales) return fail(-1, "g4k_gemm_w8a8: weight %d is not FP8 with block scales", i);
+        if (w[i]->tiled) return fail(-1, "g4k_gemm_w8a8: weight %d is tiled (cuBLASLt reads row-major codes)", i);
         if (w[i]->cols != K) return fail(-1, "g4k_gemm_w8a8: weights differ in columns");
         if (geglu && w[i]->rows != w[0]->rows) return fail(-1, "g4k_gemm_w8a8: gate and up differ in shape");
         if (w[i]->rows <= 0 || w[i]->rows % 128 != 0)

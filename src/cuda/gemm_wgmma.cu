@@ -116,6 +116,7 @@ struct wg_params {
     int rows, ld, M, kblocks;
     int kb_base, kb_rem;  /* split z gets kb_base + (z < kb_rem) K blocks */
     int stagger;          /* 1: warpgroup 1 starts one K block after warpgroup 0 */
+    int tiled;            /* weights in 16-row tiles (kernels.h): tm_w are 4-D maps, box = 4 tiles x one 1 KB chunk */
     size_t split_stride;
 };
 
@@ -166,6 +167,20 @@ __device__ __forceinline__ void tma_2d(uint32_t dst, const CUtensorMap *map, int
             dst),
         "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
         : "memory");
+}
+__device__ __forceinline__ void tma_4d(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, int c3,
+                                       uint32_t bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+        "[%6];\n" ::"r"(dst),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+        : "memory");
+}
+/* 64 rows x 64 k of weights from row r, column k: row-major (64-byte swizzle) or 4 tiles' chunks (128-byte swizzle). */
+__device__ __forceinline__ void tma_weights(uint32_t dst, const CUtensorMap *map, bool tiled, int k, int r,
+                                            uint32_t bar) {
+    if (tiled) tma_4d(dst, map, 0, 0, k / 64, r / 16, bar);
+    else tma_2d(dst, map, k, r, bar);
 }
 __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap *map) {
     asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
@@ -244,8 +259,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wg_gemm_kernel(const __grid_con
                 const uint32_t st = base + it * STAGE, bar = full0 + 8 * it;
                 const int k = (2 * kb_begin + it) * WG_BK;
                 mbar_expect_tx(bar, bytes);
-                if (a0) tma_2d(st, &p.tm_w[0], k, r0, bar);
-                if (a1) tma_2d(st + 4096, &p.tm_w[1], k, r1, bar);
+                if (a0) tma_weights(st, &p.tm_w[0], p.tiled, k, r0, bar);
+                if (a1) tma_weights(st + 4096, &p.tm_w[1], p.tiled, k, r1, bar);
             }
             g4k_wait_inputs();
             for (int it = 0; it < pre; it++)
@@ -256,8 +271,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wg_gemm_kernel(const __grid_con
                 const int k = (2 * kb_begin + it) * WG_BK;
                 mbar_wait(empty0 + 8 * slot, ((it / STAGES) - 1) & 1);
                 mbar_expect_tx(bar, bytes);
-                if (a0) tma_2d(st, &p.tm_w[0], k, r0, bar);
-                if (a1) tma_2d(st + 4096, &p.tm_w[1], k, r1, bar);
+                if (a0) tma_weights(st, &p.tm_w[0], p.tiled, k, r0, bar);
+                if (a1) tma_weights(st + 4096, &p.tm_w[1], p.tiled, k, r1, bar);
                 tma_2d(st + WG_W_STAGE, &p.tm_x, k, tok0, bar);
             }
         }
@@ -269,8 +284,12 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wg_gemm_kernel(const __grid_con
     const int seg_row = p.row0[wg] + tile * p.row_step[wg];
     const bool active = seg_row < p.rows;
     const float *srow = p.scales[wg] + (size_t)(active ? seg_row >> 7 : 0) * p.kblocks;
-    const uint32_t w_off = wg * 4096 + (16 * wq + g) * 64 + 4 * t; /* row g; row g + 8 is 512 bytes on */
-    const uint32_t swz = (g >> 1) & 3;                               /* same for rows g and g + 8 */
+    /* Row-major slot: row g at (16 wq + g) * 64, row g + 8 512 bytes on, 16-byte chunk j at j ^ swz.
+     * Tiled slot: warp wq's tile is 1 KB at wq * 1024; 128-byte line g holds row g's 16 bytes of
+     * k16 step j as chunk 2j and row g + 8's as chunk 2j + 1, each at chunk ^ g (128-byte swizzle).
+     * Either way the 32 threads' words fall in 32 different banks. */
+    const uint32_t w_off = p.tiled ? wg * 4096 + wq * 1024 + g * 128 + 4 * t : wg * 4096 + (16 * wq + g) * 64 + 4 * t;
+    const uint32_t swz = (g >> 1) & 3; /* row-major: same for rows g and g + 8 */
 
     float acc[BT / 2];
 #pragma unroll
@@ -287,9 +306,10 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wg_gemm_kernel(const __grid_con
             uint32_t a[4][4];
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                const uint32_t ad = sw + ((j ^ swz) << 4);
-                wg_e4m3x4(wg_lds32(ad), a[j][0], a[j][2]);
-                wg_e4m3x4(wg_lds32(ad + 512), a[j][1], a[j][3]);
+                const uint32_t lo = p.tiled ? sw + (((2 * j) ^ g) << 4) : sw + ((j ^ swz) << 4);
+                const uint32_t hi = p.tiled ? sw + (((2 * j + 1) ^ g) << 4) : lo + 512;
+                wg_e4m3x4(wg_lds32(lo), a[j][0], a[j][2]);
+                wg_e4m3x4(wg_lds32(hi), a[j][1], a[j][3]);
             }
             wgmma_fence();
 #pragma unroll
@@ -414,6 +434,29 @@ static int make_map(CUtensorMap *m, CUtensorMapDataType dt, const void *ptr, uin
     return 0;
 }
 
+/* 4-D map over tiled codes (kernels.h): 128-byte lines x 8 per chunk x K/64 chunks per tile x N/16 tiles;
+ * a box is 4 tiles' chunks of one k-step (64 rows x 64 k, 4 KB), 128-byte swizzle. */
+static int make_map_tiled(CUtensorMap *m, const void *ptr, uint64_t K, uint64_t N) {
+    const cuuint64_t dims[4] = {128, 8, K / 64, N / 16};
+    const cuuint64_t strides[3] = {128, 1024, K / 64 * 1024};
+    const cuuint32_t box[4] = {128, 8, 1, 4};
+    const cuuint32_t es[4] = {1, 1, 1, 1};
+    const CUresult r = g_encode(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, const_cast<void *>(ptr), dims, strides, box, es,
+                                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        fprintf(stderr, "g4k_gemm (wgmma): cuTensorMapEncodeTiled (tiled weights) failed (%d)\n", (int)r);
+        return -1;
+    }
+    return 0;
+}
+
+static int make_weight_map(CUtensorMap *m, const g4_dmatrix *w) {
+    if (w->tiled) return make_map_tiled(m, w->data, w->cols, w->rows);
+    return make_map(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, w->data, w->cols, w->rows, w->cols, 64, 64,
+                    CU_TENSOR_MAP_SWIZZLE_64B);
+}
+
 /* launch 0: only raise the kernel's shared-memory limit (first use; before anything is queued) */
 template <int BT, int EPI>
 static cudaError_t wg_launch(const wg_params &p, dim3 grid, cudaStream_t s, bool launch) {
@@ -473,7 +516,10 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
     const bool geglu = up != nullptr;
     if (!w->fp8 || !w->scales || K % 128 != 0 || K <= 0 || N <= 0 || M <= 0) return 1;
     if (((uintptr_t)w->data & 15) || ((uintptr_t)x & 15)) return 1;
-    if (geglu && (!up->fp8 || !up->scales || up->rows != N || up->cols != K || ((uintptr_t)up->data & 15))) return 1;
+    if (geglu && (!up->fp8 || !up->scales || up->rows != N || up->cols != K || ((uintptr_t)up->data & 15) ||
+                  up->tiled != w->tiled))
+        return 1;
+    if (w->tiled && N % 16) return 1;
     if (!g_encode) {
         void *fn = nullptr;
         cudaDriverEntryPointQueryResult q;
@@ -521,8 +567,8 @@ int g4k_gemm_wgmma(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const fl
         out = static_cast<float *>(g_ws.p);
     }
     const g4_dmatrix *m1 = geglu ? up : w;
-    if (make_map(&p.tm_w[0], CU_TENSOR_MAP_DATA_TYPE_UINT8, w->data, K, N, K, 64, 64, CU_TENSOR_MAP_SWIZZLE_64B) ||
-        make_map(&p.tm_w[1], CU_TENSOR_MAP_DATA_TYPE_UINT8, m1->data, K, N, K, 64, 64, CU_TENSOR_MAP_SWIZZLE_64B) ||
+    p.tiled = w->tiled;
+    if (make_weight_map(&p.tm_w[0], w) || make_weight_map(&p.tm_w[1], m1) ||
         make_map(&p.tm_x, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, g_xh.p, K, M, (uint64_t)K * 2, 64, bt,
                  CU_TENSOR_MAP_SWIZZLE_128B))
         return 1; /* nothing launched yet: the caller falls back to mma.sync */

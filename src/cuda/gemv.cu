@@ -10,6 +10,8 @@
  * The entry points first try the tensor-core GEMV (gemv_tc.cu), which takes
  * the decode shapes; these kernels serve the rest (M > 4, odd widths).
  * CPU reference: cpu_matmul in src/cpu/ops.c. */
+#include <stdio.h>
+
 #include "cuda/common.cuh"
 #include "cuda/gemv_tc.h"
 #include "cuda/kernels.h"
@@ -348,6 +350,14 @@ static void launch(const gemv_args &a, bool fp8, cudaStream_t s) {
     }
 }
 
+/* These kernels read row-major codes only; the tensor-core path takes every
+ * tiled matrix, so getting here with one is a bug worth a loud message. */
+static bool tiled_refused(const g4_dmatrix *w, const char *who) {
+    if (!(w->fp8 && w->tiled)) return false;
+    fprintf(stderr, "%s: tiled %d x %d matrix refused by the tensor-core GEMV; not computed\n", who, w->rows, w->cols);
+    return true;
+}
+
 static gemv_mat to_mat(const g4_dmatrix *m, float *y) {
     gemv_mat g = {static_cast<const uint8_t *>(m->data), m->scales, m->rows, y};
     return g;
@@ -359,7 +369,7 @@ extern "C" void g4k_gemv(const g4_dmatrix *w, float *const *y, int n_mats, const
 
 extern "C" int g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, int splits,
                               g4_stream s) {
-    if (g4k_gemv_tc(w, y, n_mats, x, M, G4K_TC_PLAIN, 0.0f, s) == 0) return 1;
+    if (g4k_gemv_tc(w, y, n_mats, x, M, G4K_TC_PLAIN, 0.0f, s) == 0 || tiled_refused(w, "g4k_gemv")) return 1;
     gemv_args a = {};
     a.n_mats = n_mats, a.cols = w[0].cols, a.M = M, a.x = x, a.splits = splits;
     for (int i = 0; i < n_mats; i++) {
@@ -374,7 +384,7 @@ extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, flo
                                g4_stream s) {
     const g4_dmatrix gu[2] = {*gate, *up};
     float *const ys[2] = {y, nullptr};
-    if (g4k_gemv_tc(gu, ys, 2, x, M, G4K_TC_GEGLU, 0.0f, s) == 0) return;
+    if (g4k_gemv_tc(gu, ys, 2, x, M, G4K_TC_GEGLU, 0.0f, s) == 0 || tiled_refused(gu, "g4k_gemv_geglu")) return;
     gemv_args a = {};
     a.n_mats = 2, a.cols = gate->cols, a.M = M, a.x = x, a.total_rows = gate->rows, a.splits = 1;
     a.mat[0] = to_mat(gate, y);

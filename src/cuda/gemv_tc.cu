@@ -54,6 +54,7 @@ struct tc_args {
     int xs_stride; /* 16-bit elements per shared x row (cols + 8: rows start in other banks) */
     const float *x;
     float cap;
+    int tiled;     /* the matrices' layout: 1 = 16-row tiles (kernels.h), 0 = row-major */
 };
 
 template <bool FP8, int MODE>
@@ -88,6 +89,10 @@ __device__ __forceinline__ tc_job tc_find(const tc_args &a, int tile, int g, int
         const tc_mat &mm = i == 0 ? m : a.mat[1];
         j.lo[i] = mm.w + (size_t)(row + g) * rowbytes + 16 * t;
         j.hi[i] = j.lo[i] + 8 * rowbytes;
+        if (a.tiled) {
+            j.lo[i] = mm.w + (size_t)(row / 16) * 16 * rowbytes + (g * 4 + t) * 32;
+            j.hi[i] = j.lo[i] + 16;
+        }
         j.sc[i] = fp8 ? mm.scales + (size_t)(row / 128) * nbc : nullptr;
     }
     return j;
@@ -214,11 +219,12 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     if (!FP8 && g / 4 < a.M && g % 4 < 3) xrow = (g / 4) * 3 + g % 4;
 
     uint4 buf[P][NA][2];
+    const int stride = a.tiled ? 1024 : 64; /* bytes from one k-step to the next */
     auto load = [&](const tc_job &j, int slot, int s) {
 #pragma unroll
         for (int i = 0; i < NA; i++) {
-            buf[slot][i][0] = g4k_ld_stream(j.lo[i] + (size_t)s * 64);
-            buf[slot][i][1] = g4k_ld_stream(j.hi[i] + (size_t)s * 64);
+            buf[slot][i][0] = g4k_ld_stream(j.lo[i] + (size_t)s * stride);
+            buf[slot][i][1] = g4k_ld_stream(j.hi[i] + (size_t)s * stride);
         }
     };
     auto prologue = [&](const tc_job &j) {
@@ -340,22 +346,41 @@ static int launch_tc(tc_args &a, cudaStream_t s) {
         per_sm < 1)
         return 1;
     const int tiles_per_block = TC_WARPS / a.kpw, groups = (a.n_tiles + tiles_per_block - 1) / tiles_per_block;
+    if (per_sm > 2) per_sm = 2; /* 2 x 8 warps were faster than 1 x 8 (perf log) */
     const int resident = per_sm * g4k_sm_count();
     g4k_launch(kernel, dim3(groups < resident ? groups : resident), dim3(32 * TC_WARPS), smem, s, a);
     return 0;
 }
 
+static int launch_mode(tc_args &a, bool fp8, g4k_tc_mode mode, cudaStream_t s) {
+    switch (mode) {
+    case G4K_TC_GEGLU: return fp8 ? launch_tc<true, G4K_TC_GEGLU>(a, s) : launch_tc<false, G4K_TC_GEGLU>(a, s);
+    case G4K_TC_SOFTCAP: return fp8 ? launch_tc<true, G4K_TC_SOFTCAP>(a, s) : launch_tc<false, G4K_TC_SOFTCAP>(a, s);
+    default: return fp8 ? launch_tc<true, G4K_TC_PLAIN>(a, s) : launch_tc<false, G4K_TC_PLAIN>(a, s);
+    }
+}
+
+/* Tokens per launch: what the B columns hold (4 FP8 / 2 BF16), and x's parts within shared memory. */
+static int tokens_per_pass(bool fp8, int cols) {
+    const int per_token = (fp8 ? 2 : 3) * (cols + 8) * 2, fit = 160 * 1024 / per_token, most = fp8 ? 4 : 2;
+    return fit < most ? fit : most;
+}
+
 int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode,
                 float cap, cudaStream_t s) {
-    const bool fp8 = w[0].fp8;
-    if (tc_disabled() || M < 1 || M > (fp8 ? 4 : 2) || n_mats < 1 || n_mats > 3) return 1;
+    const bool fp8 = w[0].fp8, tiled = fp8 && w[0].tiled;
+    const int per_pass = tokens_per_pass(fp8, w[0].cols);
+    /* row-major matrices have the CUDA-core kernels to fall back on; tiled ones take passes of tokens */
+    if (tc_disabled() && !tiled) return 1;
+    if (M < 1 || per_pass < 1 || (M > per_pass && !tiled) || n_mats < 1 || n_mats > 3) return 1;
     if (w[0].cols % (fp8 ? 64 : 32) != 0) return 1;
     if (mode == G4K_TC_SOFTCAP && !(cap > 0.0f)) mode = G4K_TC_PLAIN;
     tc_args a = {};
-    a.n_mats = n_mats, a.cols = w[0].cols, a.M = M, a.x = x, a.cap = cap;
+    a.n_mats = n_mats, a.cols = w[0].cols, a.cap = cap, a.tiled = tiled;
     int rows = 0;
     for (int i = 0; i < n_mats; i++) {
-        if (w[i].rows % 16 || w[i].fp8 != w[0].fp8 || w[i].cols != w[0].cols) return 1;
+        if (w[i].rows % 16 || w[i].fp8 != w[0].fp8 || w[i].cols != w[0].cols || (fp8 && w[i].tiled != w[0].tiled))
+            return 1;
         a.mat[i] = {static_cast<const uint8_t *>(w[i].data), w[i].scales, w[i].rows, y[i]};
         rows += w[i].rows;
     }
@@ -364,9 +389,13 @@ int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x
         rows = w[0].rows;
     }
     a.n_tiles = rows / 16;
-    switch (mode) {
-    case G4K_TC_GEGLU: return fp8 ? launch_tc<true, G4K_TC_GEGLU>(a, s) : launch_tc<false, G4K_TC_GEGLU>(a, s);
-    case G4K_TC_SOFTCAP: return fp8 ? launch_tc<true, G4K_TC_SOFTCAP>(a, s) : launch_tc<false, G4K_TC_SOFTCAP>(a, s);
-    default: return fp8 ? launch_tc<true, G4K_TC_PLAIN>(a, s) : launch_tc<false, G4K_TC_PLAIN>(a, s);
+    for (int m0 = 0; m0 < M; m0 += per_pass) {
+        tc_args pass = a;
+        pass.M = M - m0 < per_pass ? M - m0 : per_pass;
+        pass.x = x + (size_t)m0 * a.cols;
+        for (int i = 0; i < n_mats; i++)
+            if (pass.mat[i].y) pass.mat[i].y += (size_t)m0 * w[i].rows;
+        if (launch_mode(pass, fp8, mode, s)) return m0 ? -1 : 1;
     }
+    return 0;
 }

@@ -14,13 +14,31 @@ extern "C" {
 
 typedef struct CUstream_st *g4_stream;
 
-/* A weight matrix on the GPU: FP8 E4M3 codes + fp32 128x128 block scales, or BF16. */
+/* A weight matrix on the GPU: FP8 E4M3 codes + fp32 128x128 block scales, or BF16.
+ *
+ * Layout of FP8 codes: row-major, or (tiled = 1; rows % 16 == 0, cols % 64 == 0)
+ * in 16-row tiles so that the decode GEMV streams each warp's share of the
+ * weights as one contiguous run (DRAM serves that ~20 % faster than 16 rows
+ * read side by side; perf-log.md): tile T (rows 16T..16T+15) is cols / 64
+ * chunks of 1 KB; chunk s holds columns 64s..64s+63, and within it the 32
+ * bytes at 32 * (4g + t) are row 16T + g, columns 64s + 16t..+15, then row
+ * 16T + g + 8, the same columns (g < 8, t < 4): lane 4g + t of an MMA warp
+ * finds its two 16-byte A-fragment loads side by side. G4K_TILED_OFFSET
+ * gives the byte of (r, c). Scales stay [ceil(rows/128)][ceil(cols/128)]. */
 typedef struct {
     int fp8;                 /* 1: codes + scales; 0: BF16 values */
     int rows, cols;
     const void *data;
     const float *scales;     /* [ceil(rows/128)][ceil(cols/128)] */
+    int tiled;               /* FP8 only: 1 = 16-row tiles (above), 0 = row-major */
 } g4_dmatrix;
+
+#define G4K_TILED_OFFSET(r, c, cols)                                                                  \
+    ((((size_t)(r) / 16) * ((cols) / 64) + (size_t)(c) / 64) * 1024 + (((r) % 8) * 4 + ((c) % 64) / 16) * 32 + \
+     (((r) % 16) / 8) * 16 + (c) % 16)
+
+/* dst (tiled) = src (row-major FP8 codes [rows][cols]); rows % 16 == 0, cols % 64 == 0. */
+void g4k_retile(void *dst, const void *src, int rows, int cols, g4_stream stream);
 
 /* y[m][r] = sum_c x[m][c] W[r][c] for m < M (M <= 8): one pass over W serves
  * every m. Up to 3 matrices with the same cols run in one launch (q, k, v):

@@ -4,8 +4,9 @@
  * cost; back to back, as in the step, with PDL), median of 10 replays, in
  * GB/s of weights read; then the step's projections summed over 40 sliding +
  * 8 full layers + the LM head, against a streaming read of 1 GB measured in
- * the same run (the bandwidth floor). G4_GEMV=simt times the CUDA-core
- * kernels instead of the tensor-core ones. FP8 codes are random (never zero).
+ * the same run (the bandwidth floor). FP8 matrices are tiled as g4 uploads
+ * them (kernels.h); G4_WEIGHT_LAYOUT=rows keeps them row-major, and with it
+ * G4_GEMV=simt times the CUDA-core kernels. FP8 codes are random (never zero).
  * Build: make build/tests/gpu/gemv_bench; run on the GPU machine. */
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -49,24 +50,34 @@ static g4_dmatrix make(int fp8, int rows, int cols, uint32_t seed) {
     const size_t bytes = (size_t)rows * cols * (fp8 ? 1 : 2);
     CK(cudaMalloc(&w, bytes));
     fill_codes<<<1024, 256>>>(static_cast<uint8_t *>(w), bytes, seed); /* BF16: bytes of FP8 codes, finite */
+    const char *layout = getenv("G4_WEIGHT_LAYOUT");
+    const int tiled = fp8 && rows % 16 == 0 && cols % 128 == 0 && !(layout && !strcmp(layout, "rows"));
+    if (tiled) {
+        void *t;
+        CK(cudaMalloc(&t, bytes));
+        g4k_retile(t, w, rows, cols, 0);
+        CK(cudaDeviceSynchronize());
+        CK(cudaFree(w));
+        w = t;
+    }
     if (fp8) {
         const size_t nsc = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
         std::vector<float> hs(nsc, 0.01f);
         CK(cudaMalloc(&sc, nsc * 4));
         CK(cudaMemcpy(sc, hs.data(), nsc * 4, cudaMemcpyHostToDevice));
     }
-    return {fp8, rows, cols, w, sc};
+    return {fp8, rows, cols, w, sc, tiled};
 }
 
 static size_t bytes_of(const g4_dmatrix &m) { return (size_t)m.rows * m.cols * (m.fp8 ? 1 : 2); }
 
-/* microseconds per call: 20 calls in a graph, median of 10 replays */
-static double time_us(cudaStream_t s, const std::function<void()> &call) {
+/* microseconds per call: `per_graph` calls in a graph, median of 10 replays */
+static double time_us(cudaStream_t s, const std::function<void()> &call, int per_graph = 20) {
     for (int i = 0; i < 3; i++) call();
     cudaGraph_t g;
     cudaGraphExec_t ge;
     CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < 20; i++) call();
+    for (int i = 0; i < per_graph; i++) call();
     CK(cudaStreamEndCapture(s, &g));
     CK(cudaGraphInstantiate(&ge, g, 0));
     CK(cudaGraphLaunch(ge, s));
@@ -80,7 +91,7 @@ static double time_us(cudaStream_t s, const std::function<void()> &call) {
         CK(cudaEventSynchronize(b));
         float ms;
         cudaEventElapsedTime(&ms, a, b);
-        t.push_back(ms * 1e3f / 20);
+        t.push_back(ms * 1e3f / per_graph);
     }
     CK(cudaGetLastError());
     cudaGraphExecDestroy(ge), cudaGraphDestroy(g), cudaEventDestroy(a), cudaEventDestroy(b);
@@ -92,7 +103,9 @@ int main() {
     cudaStream_t s;
     CK(cudaStreamCreate(&s));
     const char *path = getenv("G4_GEMV");
-    printf("kernels: %s\n", path && !strcmp(path, "simt") ? "CUDA cores (G4_GEMV=simt)" : "tensor cores (default)");
+    const char *layout = getenv("G4_WEIGHT_LAYOUT");
+    printf("kernels: %s; FP8 weights %s\n", path && !strcmp(path, "simt") ? "CUDA cores where row-major (G4_GEMV=simt)" : "tensor cores",
+           layout && !strcmp(layout, "rows") ? "row-major" : "tiled");
 
     const size_t rb = (size_t)1 << 30;
     void *rbuf;
@@ -142,9 +155,28 @@ int main() {
     run("lm head BF16 + softcap", bytes_of(head), 1, [&] {
         g4k_lm_head(y[0], x, static_cast<const uint16_t *>(head.data), 1, V, H, 30.0f, s);
     });
+    /* the step's projections in their order, one graph: boundaries between different kernels */
+    const double chain_us = time_us(s, [&] {
+        for (int l = 0; l < 48; l++) {
+            const bool full = l % 6 == 5;
+            if (full) {
+                const g4_dmatrix m[2] = {qf, kf};
+                g4k_gemv(m, y, 2, x, 1, s);
+            } else {
+                const g4_dmatrix m[3] = {qs, ks, vs};
+                g4k_gemv(m, y, 3, x, 1, s);
+            }
+            g4k_gemv_split(full ? &of : &os, y, 1, x, 1, 4, s);
+            g4k_gemv_geglu(&gate, &up, y[0], x, 1, s);
+            g4k_gemv_split(&down, y, 1, x, 1, 4, s);
+        }
+        g4k_lm_head(y[0], x, static_cast<const uint16_t *>(head.data), 1, V, H, 30.0f, s);
+    }, 1);
     double us = 0, bytes = 0;
     for (const row &r : rows) us += r.us * r.count, bytes += (double)r.bytes * r.count;
     printf("one step's projections: %.3f ms for %.2f GB = %.0f GB/s; the read would take %.3f ms (%.1f %%)\n", us / 1e3,
            bytes / 1e9, bytes / (us * 1e3), bytes / floor_gbs / 1e6, 100.0 * bytes / floor_gbs / 1e3 / us);
+    printf("the same chained in step order (one graph): %.3f ms = %.0f GB/s (%.1f %% of the read)\n", chain_us / 1e3,
+           bytes / (chain_us * 1e3), 100.0 * bytes / floor_gbs / 1e3 / chain_us);
     return 0;
 }

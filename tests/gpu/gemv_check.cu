@@ -1,9 +1,13 @@
 /* GPU check of the decode GEMVs (src/cuda/gemv.cu and gemv_tc.cu) through
  * their entry points: g4k_gemv_split (1-3 matrices, split-K parts added up
  * here), g4k_gemv_geglu and g4k_lm_head (BF16, softcap). The default run
- * takes the tensor-core path where it applies (M <= 4 FP8, M <= 2 BF16, rows a
- * multiple of 16) and the CUDA-core kernels elsewhere; G4_GEMV=simt checks
- * the CUDA-core kernels on every case.
+ * takes the tensor-core path where it applies (M <= 4 FP8 while x fits in
+ * shared memory, M <= 2 BF16, rows a multiple of 16) and the CUDA-core
+ * kernels elsewhere; G4_GEMV=simt checks
+ * the CUDA-core kernels on every case. Every FP8 case with whole 16-row tiles
+ * runs again on a tiled copy of the weights (kernels.h, g4k_retile): same
+ * bound, and where the row-major run surely took the tensor-core path in one
+ * pass too (M <= 2, not G4_GEMV=simt) bitwise the same outputs.
  *
  * Each case: random FP8 codes (never the NaN codes 0x7F/0xFF) with varied
  * 128x128 block scales, or random BF16 weights; random x, never zero, with a
@@ -98,6 +102,22 @@ static mat make_mat(int fp8, int rows, int cols) {
     return m;
 }
 
+/* A tiled copy of an FP8 matrix (rows % 16 == 0, cols % 64 == 0), or none. */
+static bool tileable(const mat &m) { return m.fp8 && m.rows % 16 == 0 && m.cols % 64 == 0; }
+static g4_dmatrix tiled_copy(const mat &m) {
+    g4_dmatrix t = m.d;
+    void *p;
+    CK(cudaMalloc(&p, (size_t)m.rows * m.cols));
+    g4k_retile(p, m.d.data, m.rows, m.cols, 0);
+    t.data = p, t.tiled = 1;
+    return t;
+}
+
+static bool tc_on() {
+    const char *e = getenv("G4_GEMV");
+    return !(e && !strcmp(e, "simt"));
+}
+
 static void free_mat(mat &m) {
     cudaFree(const_cast<void *>(m.d.data));
     cudaFree(const_cast<float *>(m.d.scales));
@@ -153,38 +173,66 @@ static void report(const char *what, double num, double den, bool finite) {
     ok ? g_pass++ : g_fail++;
 }
 
-/* Plain: n_mats matrices of the same cols, through g4k_gemv_split with `splits`. */
+/* Runs g4k_gemv_split on d; the outputs with the parts added up, and the parts count in *parts. */
+static std::vector<std::vector<double>> run_plain(const std::vector<g4_dmatrix> &d, const float *dx, int M, int splits,
+                                                  int *parts) {
+    std::vector<float *> dy;
+    for (auto &m : d) dy.push_back(poisoned((size_t)splits * M * m.rows));
+    *parts = g4k_gemv_split(d.data(), dy.data(), (int)d.size(), dx, M, splits, 0);
+    CK(cudaDeviceSynchronize());
+    std::vector<std::vector<double>> out;
+    for (size_t i = 0; i < d.size(); i++) {
+        const int n = M * d[i].rows;
+        std::vector<float> y((size_t)(*parts > 0 ? *parts : 1) * n);
+        CK(cudaMemcpy(y.data(), dy[i], y.size() * 4, cudaMemcpyDeviceToHost));
+        std::vector<double> sum(n, 0.0);
+        for (int p = 0; p < *parts; p++)
+            for (int j = 0; j < n; j++) sum[j] += y[(size_t)p * n + j];
+        out.push_back(sum);
+        cudaFree(dy[i]);
+    }
+    return out;
+}
+
+/* Plain: n_mats matrices of the same cols, through g4k_gemv_split with `splits`;
+ * row-major, then tiled where the shapes allow. */
 static void check_plain(int fp8, const std::vector<int> &rows, int cols, int M, int splits) {
     std::vector<mat> w;
     for (int r : rows) w.push_back(make_mat(fp8, r, cols));
     const std::vector<float> x = make_x(M, cols);
     float *dx = to_dev(x);
-    std::vector<float *> dy;
-    for (auto &m : w) dy.push_back(poisoned((size_t)splits * M * m.rows));
-    std::vector<g4_dmatrix> d;
-    for (auto &m : w) d.push_back(m.d);
-    const int parts = g4k_gemv_split(d.data(), dy.data(), (int)w.size(), dx, M, splits, 0);
-    CK(cudaDeviceSynchronize());
-    double num = 0, den = 0;
-    bool finite = parts >= 1 && parts <= splits;
-    for (size_t i = 0; i < w.size(); i++) {
-        std::vector<float> y((size_t)parts * M * w[i].rows);
-        CK(cudaMemcpy(y.data(), dy[i], y.size() * 4, cudaMemcpyDeviceToHost));
-        for (int r : rows_to_check(w[i].rows))
-            for (int m = 0; m < M; m++) {
-                double v = 0;
-                for (int p = 0; p < parts; p++) v += y[((size_t)p * M + m) * w[i].rows + r];
-                finite = finite && std::isfinite(v);
-                const double ref = dot(w[i], r, &x[(size_t)m * cols]);
-                num += (v - ref) * (v - ref), den += ref * ref;
-            }
+    bool tile = true;
+    std::vector<g4_dmatrix> d, dt;
+    for (auto &m : w) d.push_back(m.d), tile = tile && tileable(m);
+    if (tile)
+        for (auto &m : w) dt.push_back(tiled_copy(m));
+    for (int layout = 0; layout < (tile ? 2 : 1); layout++) {
+        int parts = 0;
+        const auto y = run_plain(layout ? dt : d, dx, M, splits, &parts);
+        double num = 0, den = 0;
+        bool finite = parts >= 1 && parts <= splits;
+        for (size_t i = 0; i < w.size(); i++)
+            for (int r : rows_to_check(w[i].rows))
+                for (int m = 0; m < M; m++) {
+                    const double v = y[i][(size_t)m * w[i].rows + r], ref = dot(w[i], r, &x[(size_t)m * cols]);
+                    finite = finite && std::isfinite(v);
+                    num += (v - ref) * (v - ref), den += ref * ref;
+                }
+        char what[128];
+        snprintf(what, sizeof what, "%s%s %d mats rows %d.. cols %d M %d splits %d (parts %d)", fp8 ? "fp8" : "bf16",
+                 layout ? " tiled" : "", (int)w.size(), rows[0], cols, M, splits, parts);
+        report(what, num, den, finite);
     }
-    char what[128];
-    snprintf(what, sizeof what, "%s %d mats rows %d.. cols %d M %d splits %d (parts %d)", fp8 ? "fp8" : "bf16",
-             (int)w.size(), rows[0], cols, M, splits, parts);
-    report(what, num, den, finite);
+    if (tile && M <= 2 && tc_on()) { /* M <= 2: row-major takes the tensor cores too, in one pass */
+        int p0, p1;
+        const auto a = run_plain(d, dx, M, splits, &p0), b = run_plain(dt, dx, M, splits, &p1);
+        const bool ok = a == b && p0 == p1;
+        printf("check tiled == row-major bitwise, %d mats rows %d.. cols %d M %d: %s\n", (int)w.size(), rows[0], cols,
+               M, ok ? "ok" : "FAIL");
+        ok ? g_pass++ : g_fail++;
+    }
+    for (auto &m : dt) cudaFree(const_cast<void *>(m.data));
     for (auto &m : w) free_mat(m);
-    for (auto p : dy) cudaFree(p);
     cudaFree(dx);
 }
 
@@ -194,22 +242,37 @@ static void check_geglu(int rows, int cols, int M) {
     mat gate = make_mat(1, rows, cols), up = make_mat(1, rows, cols);
     const std::vector<float> x = make_x(M, cols);
     float *dx = to_dev(x), *dy = poisoned((size_t)M * rows);
-    g4k_gemv_geglu(&gate.d, &up.d, dy, dx, M, 0);
-    CK(cudaDeviceSynchronize());
-    std::vector<float> y((size_t)M * rows);
-    CK(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
-    double num = 0, den = 0;
-    bool finite = true;
-    for (int r : rows_to_check(rows))
-        for (int m = 0; m < M; m++) {
-            const double ref = gelu(dot(gate, r, &x[(size_t)m * cols])) * dot(up, r, &x[(size_t)m * cols]);
-            const double v = y[(size_t)m * rows + r];
-            finite = finite && std::isfinite(v);
-            num += (v - ref) * (v - ref), den += ref * ref;
+    const bool tile = tileable(gate);
+    g4_dmatrix tg = {}, tu = {};
+    if (tile) tg = tiled_copy(gate), tu = tiled_copy(up);
+    std::vector<float> y_rows;
+    for (int layout = 0; layout < (tile ? 2 : 1); layout++) {
+        CK(cudaMemset(dy, 0xff, sizeof(float) * M * rows));
+        if (layout) g4k_gemv_geglu(&tg, &tu, dy, dx, M, 0);
+        else g4k_gemv_geglu(&gate.d, &up.d, dy, dx, M, 0);
+        CK(cudaDeviceSynchronize());
+        std::vector<float> y((size_t)M * rows);
+        CK(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
+        double num = 0, den = 0;
+        bool finite = true;
+        for (int r : rows_to_check(rows))
+            for (int m = 0; m < M; m++) {
+                const double ref = gelu(dot(gate, r, &x[(size_t)m * cols])) * dot(up, r, &x[(size_t)m * cols]);
+                const double v = y[(size_t)m * rows + r];
+                finite = finite && std::isfinite(v);
+                num += (v - ref) * (v - ref), den += ref * ref;
+            }
+        char what[128];
+        snprintf(what, sizeof what, "geglu fp8%s rows %d cols %d M %d", layout ? " tiled" : "", rows, cols, M);
+        report(what, num, den, finite);
+        if (!layout) y_rows = y;
+        else if (M <= 2 && tc_on()) {
+            const bool ok = y == y_rows;
+            printf("check geglu tiled == row-major bitwise, rows %d cols %d M %d: %s\n", rows, cols, M, ok ? "ok" : "FAIL");
+            ok ? g_pass++ : g_fail++;
         }
-    char what[128];
-    snprintf(what, sizeof what, "geglu fp8 rows %d cols %d M %d", rows, cols, M);
-    report(what, num, den, finite);
+    }
+    if (tile) cudaFree(const_cast<void *>(tg.data)), cudaFree(const_cast<void *>(tu.data));
     free_mat(gate), free_mat(up);
     cudaFree(dx), cudaFree(dy);
 }

@@ -93,7 +93,7 @@ struct mat {
     std::vector<float> scales; /* [rb][cb] */
     void *d_data = nullptr;
     float *d_scales = nullptr;
-    g4_dmatrix dm;
+    g4_dmatrix dm = {}; /* every field, tiled included, zero unless set */
 };
 
 static void make_mat(mat &w, int rows, int cols) {
