@@ -57,13 +57,14 @@ struct g4_cuda {
     g4_config cfg;
     cudaStream_t stream;
     layer_dev *layers;
-    uint16_t *embed;             /* [vocab][hidden] BF16, tied head */
+    g4_dmatrix embed;            /* [vocab][hidden] BF16, tied head */
     float *final_norm;
     g4k_kv_dtype kv_dtype;
     int max_seqs, max_context;
     void **k_cache, **v_cache;   /* [seq * n_layers + layer] -> [max_context][kv_dim] */
     /* scratch for CHUNK tokens */
     float *h, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
+    float *host_logits;          /* [GEMV_M][vocab] pinned: a copy from pageable memory cost ~0.6 ms of TTFT */
     int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
     int32_t *hist;               /* [max_context + 1] greedy outputs by position */
     float *attn_parts;           /* g4k_attention_decode's partial results, shared by the layers */
@@ -150,31 +151,47 @@ static void *upload(g4_cuda *c, const void *host, size_t bytes, g4_err *err) {
 
 static bool prefill_w8a8(void);
 
-/* FP8 matrices go to the GPU in 16-row tiles (kernels.h) where both the decode
- * GEMV and the wgmma prefill GEMM read them: whole tiles, 128-wide K blocks.
- * Row-major otherwise, and for all of them under G4_PREFILL=w8a8 (cuBLASLt
- * reads row-major only) or G4_WEIGHT_LAYOUT=rows (to compare). */
-static bool tile_matrix(const g4_matrix *m) {
+/* Weights go to the GPU in 16-row tiles (kernels.h) where every kernel that
+ * reads them takes tiles: FP8 layer matrices of whole tiles and 128-wide K
+ * blocks (decode GEMV, wgmma prefill GEMM), and the BF16 embedding (embedding
+ * lookup, LM head GEMV). Row-major otherwise (BF16 layer matrices: the
+ * mma.sync GEMM reads row-major), and for every layer matrix under
+ * G4_PREFILL=w8a8 (cuBLASLt reads row-major only); G4_WEIGHT_LAYOUT=rows keeps
+ * everything row-major (to compare). */
+static bool tiles_wanted(void) {
     const char *layout = getenv("G4_WEIGHT_LAYOUT");
-    return m->format == G4_MAT_FP8_BLOCK && m->rows % 16 == 0 && m->cols % 128 == 0 && !prefill_w8a8() &&
-           !(layout && !strcmp(layout, "rows"));
+    return !(layout && !strcmp(layout, "rows"));
 }
 
-/* m's codes (or BF16 values) to dst, tiled when tile_matrix says so: staged
- * row-major in the uploader's device buffer, then rearranged on the GPU. */
-static int upload_codes(g4_cuda *c, char *dst, const g4_matrix *m, g4_err *err) {
-    const size_t bytes = (size_t)m->rows * m->cols * (m->format == G4_MAT_FP8_BLOCK ? 1 : 2);
-    if (!tile_matrix(m)) return stage_copy(c, dst, m->data, bytes, err);
+static bool tile_matrix(const g4_matrix *m) {
+    return tiles_wanted() && m->format == G4_MAT_FP8_BLOCK && m->rows % 16 == 0 && m->cols % 128 == 0 &&
+           !prefill_w8a8();
+}
+
+static bool tile_embedding(const g4_matrix *m) { return tiles_wanted() && m->rows % 16 == 0 && m->cols % 32 == 0; }
+
+/* m's codes (or BF16 values) to dst, tiled or not: tiles are staged row-major
+ * in the uploader's device buffer, 64 MB of whole tiles at a time, and
+ * rearranged on the GPU. */
+static int upload_codes(g4_cuda *c, char *dst, const g4_matrix *m, bool tiled, g4_err *err) {
+    const size_t row_bytes = (size_t)m->cols * (m->format == G4_MAT_FP8_BLOCK ? 1 : 2);
+    if (!tiled) return stage_copy(c, dst, m->data, m->rows * row_bytes, err);
     uploader *u = &c->up;
-    if (u->retile_bytes < bytes) {
+    int piece = (int)(((64u << 20) / row_bytes) / 16 * 16);
+    if (piece < 16) piece = 16;
+    if (piece > m->rows) piece = m->rows;
+    if (u->retile_bytes < piece * row_bytes) {
         if (u->retile) cudaFree(u->retile);
         u->retile_bytes = 0;
-        CK(cudaMalloc(&u->retile, bytes), "weight retiling buffer");
-        u->retile_bytes = bytes;
+        CK(cudaMalloc(&u->retile, piece * row_bytes), "weight retiling buffer");
+        u->retile_bytes = piece * row_bytes;
     }
-    if (stage_copy(c, u->retile, m->data, bytes, err)) return -1;
-    g4k_retile(dst, u->retile, m->rows, m->cols, c->stream);
-    CK(cudaGetLastError(), "weight retiling");
+    for (int r = 0; r < m->rows; r += piece) {
+        const int n = m->rows - r < piece ? m->rows - r : piece;
+        if (stage_copy(c, u->retile, (const char *)m->data + r * row_bytes, n * row_bytes, err)) return -1;
+        g4k_retile(dst + r * row_bytes, u->retile, n, (int)row_bytes, c->stream);
+        CK(cudaGetLastError(), "weight retiling");
+    }
     return 0;
 }
 
@@ -183,7 +200,8 @@ static int upload_matrix(g4_cuda *c, g4_dmatrix *d, const g4_matrix *m, g4_err *
     if (!m->data) return 0;
     d->rows = m->rows, d->cols = m->cols, d->fp8 = m->format == G4_MAT_FP8_BLOCK, d->tiled = tile_matrix(m);
     const size_t n = (size_t)m->rows * m->cols;
-    if (!(d->data = dev_alloc(c, d->fp8 ? n : 2 * n, err)) || upload_codes(c, (char *)d->data, m, err)) return -1;
+    if (!(d->data = dev_alloc(c, d->fp8 ? n : 2 * n, err)) || upload_codes(c, (char *)d->data, m, d->tiled, err))
+        return -1;
     if (d->fp8 && !(d->scales = upload(c, m->scales, sizeof(float) * g4_qblocks(m->rows) * g4_qblocks(m->cols), err)))
         return -1;
     return 0;
@@ -230,7 +248,7 @@ static int upload_qkv(g4_cuda *c, layer_dev *d, const g4_layer_weights *lw, g4_e
         const size_t bytes = (size_t)src[i]->rows * cols * (fp8 ? 1 : 2);
         *dst[i] = (g4_dmatrix){.fp8 = fp8, .rows = src[i]->rows, .cols = cols, .data = data + at,
                                .scales = fp8 ? scales + scale_at : NULL, .tiled = tiled};
-        if (upload_codes(c, data + at, src[i], err)) return -1;
+        if (upload_codes(c, data + at, src[i], tiled, err)) return -1;
         if (fp8) {
             const size_t n_scales = (size_t)(src[i]->rows / 128) * scale_cols;
             if (stage_copy(c, (char *)(scales + scale_at), (const char *)src[i]->scales, sizeof(float) * n_scales, err))
@@ -304,6 +322,8 @@ static int alloc_scratch(g4_cuda *c, g4_err *err) {
         !(c->hist = dev_alloc(c, (size_t)(c->max_context + 1) * sizeof(int32_t), err)) ||
         !(c->pos = dev_alloc(c, (c->max_seqs + 1) * sizeof(int), err)))
         return -1;
+    CK(cudaMallocHost((void **)&c->host_logits, (size_t)GEMV_M * c->cfg.vocab_size * sizeof(float)),
+       "pinned logits buffer");
     return 0;
 }
 
@@ -325,7 +345,13 @@ g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int m
              : g4_errorf(err, "CUDA: cannot create a stream");
     if (!rc) rc = uploader_init(&c->up, err);
     for (int l = 0; l < c->cfg.n_layers && !rc; l++) rc = upload_layer(c, w, l, err);
-    if (!rc && !(c->embed = upload(c, w->embed.data, 2ull * w->embed.rows * w->embed.cols, err))) rc = -1;
+    if (!rc) {
+        const g4_matrix *e = &w->embed;
+        c->embed = (g4_dmatrix){.fp8 = 0, .rows = e->rows, .cols = e->cols, .tiled = tile_embedding(e)};
+        if (!(c->embed.data = dev_alloc(c, 2ull * e->rows * e->cols, err)) ||
+            upload_codes(c, (char *)c->embed.data, e, c->embed.tiled, err))
+            rc = -1;
+    }
     if (!rc && !(c->final_norm = upload_vec(c, w->final_norm, c->cfg.hidden, err))) rc = -1;
     if (!rc) rc = alloc_cache(c, err) || alloc_scratch(c, err) || alloc_attention_scratch(c, err);
     if (!rc && cudaStreamSynchronize(c->stream) != cudaSuccess) rc = g4_errorf(err, "CUDA: weight upload failed");
@@ -343,6 +369,7 @@ void g4_cuda_free(g4_cuda *c) {
     if (c->graph) cudaGraphExecDestroy(c->graph);
     if (c->sample_graph) cudaGraphExecDestroy(c->sample_graph);
     uploader_free(&c->up);
+    if (c->host_logits) cudaFreeHost(c->host_logits);
     g4k_gemm_release();
     g4k_gemm_w8a8_release();
     for (int i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i]);
@@ -496,7 +523,7 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
 /* Embedding through the final norm for n <= CHUNK tokens already in c->tokens. */
 static void stack_forward(g4_cuda *c, int seq, const int *pos0, int n) {
     const g4_config *cfg = &c->cfg;
-    g4k_embed(c->h, c->embed, c->tokens, n, cfg->hidden, g4_round_bf16(sqrtf((float)cfg->hidden)), c->stream);
+    g4k_embed(c->h, &c->embed, c->tokens, n, g4_round_bf16(sqrtf((float)cfg->hidden)), c->stream);
     mark(c, ST_EMBED);
     g4k_rmsnorm(c->x, c->h, c->layers[0].input_norm, n, cfg->hidden, cfg->rms_eps, c->stream);
     mark(c, ST_NORM);
@@ -507,10 +534,12 @@ static int logits_to_host(g4_cuda *c, int first_row, int n_rows, float *out, g4_
     const g4_config *cfg = &c->cfg;
     for (int r = 0; r < n_rows; r += GEMV_M) {
         const int m = n_rows - r < GEMV_M ? n_rows - r : GEMV_M;
-        g4k_lm_head(c->logits, c->x + (size_t)(first_row + r) * cfg->hidden, c->embed, m, cfg->vocab_size,
-                    cfg->hidden, cfg->final_softcap, c->stream);
-        CK(cudaMemcpyAsync(out + (size_t)r * cfg->vocab_size, c->logits, sizeof(float) * m * cfg->vocab_size,
-                           cudaMemcpyDeviceToHost, c->stream), "copy logits");
+        g4k_lm_head(c->logits, c->x + (size_t)(first_row + r) * cfg->hidden, &c->embed, m, cfg->final_softcap,
+                    c->stream);
+        const size_t bytes = sizeof(float) * m * cfg->vocab_size;
+        CK(cudaMemcpyAsync(c->host_logits, c->logits, bytes, cudaMemcpyDeviceToHost, c->stream), "copy logits");
+        CK(cudaStreamSynchronize(c->stream), "copy logits");
+        memcpy(out + (size_t)r * cfg->vocab_size, c->host_logits, bytes);
     }
     return 0;
 }
@@ -543,7 +572,7 @@ static int decode_step(g4_cuda *c, int seq, const g4k_sampling *host) {
     const g4_config *cfg = &c->cfg;
     int *pos = c->pos + seq;
     stack_forward(c, seq, pos, 1);
-    g4k_lm_head(c->logits, c->x, c->embed, 1, cfg->vocab_size, cfg->hidden, cfg->final_softcap, c->stream);
+    g4k_lm_head(c->logits, c->x, &c->embed, 1, cfg->final_softcap, c->stream);
     mark(c, ST_HEAD);
     int rc = 0;
     if (host)

@@ -456,7 +456,7 @@ static void gemm_run(const g4_dmatrix *w, const g4_dmatrix *up, float *y, const 
      * every call so that a benchmark can compare both in one process */
     const char *env = getenv("G4_GEMM");
     /* tiled weights (kernels.h) are the wgmma kernel's alone, whatever G4_GEMM says */
-    const bool tiled = w->fp8 && w->tiled;
+    const bool tiled = w->tiled;
     if ((tiled || !(env && !strcmp(env, "mma"))) && g4k_gemm_wgmma(w, up, y, x, M, s) <= 0) return;
     if (tiled) {
         fprintf(stderr, "g4k_gemm: tiled %d x %d matrix refused by the wgmma kernel; not computed\n", w->rows, w->cols);

@@ -353,7 +353,7 @@ static void launch(const gemv_args &a, bool fp8, cudaStream_t s) {
 /* These kernels read row-major codes only; the tensor-core path takes every
  * tiled matrix, so getting here with one is a bug worth a loud message. */
 static bool tiled_refused(const g4_dmatrix *w, const char *who) {
-    if (!(w->fp8 && w->tiled)) return false;
+    if (!w->tiled) return false;
     fprintf(stderr, "%s: tiled %d x %d matrix refused by the tensor-core GEMV; not computed\n", who, w->rows, w->cols);
     return true;
 }
@@ -392,14 +392,13 @@ extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, flo
     launch<MODE_GEGLU>(a, gate->fp8, s);
 }
 
-extern "C" void g4k_lm_head(float *logits, const float *x, const uint16_t *E, int M, int vocab, int n, float cap,
-                            g4_stream s) {
-    const g4_dmatrix head = {0, vocab, n, E, nullptr};
+extern "C" void g4k_lm_head(float *logits, const float *x, const g4_dmatrix *E, int M, float cap, g4_stream s) {
     float *const ys[1] = {logits};
-    if (g4k_gemv_tc(&head, ys, 1, x, M, G4K_TC_SOFTCAP, cap, s) == 0) return;
+    if (g4k_gemv_tc(E, ys, 1, x, M, G4K_TC_SOFTCAP, cap, s) == 0 || tiled_refused(E, "g4k_lm_head")) return;
+    const int vocab = E->rows, n = E->cols;
     gemv_args a = {};
     a.n_mats = 1, a.cols = n, a.M = M, a.x = x, a.total_rows = vocab, a.cap = cap, a.splits = 1;
-    gemv_mat g = {reinterpret_cast<const uint8_t *>(E), nullptr, vocab, logits};
+    gemv_mat g = {static_cast<const uint8_t *>(E->data), nullptr, vocab, logits};
     a.mat[0] = g;
     launch<MODE_SOFTCAP>(a, false, s);
 }

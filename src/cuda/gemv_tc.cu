@@ -368,7 +368,7 @@ static int tokens_per_pass(bool fp8, int cols) {
 
 int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode,
                 float cap, cudaStream_t s) {
-    const bool fp8 = w[0].fp8, tiled = fp8 && w[0].tiled;
+    const bool fp8 = w[0].fp8, tiled = w[0].tiled;
     const int per_pass = tokens_per_pass(fp8, w[0].cols);
     /* row-major matrices have the CUDA-core kernels to fall back on; tiled ones take passes of tokens */
     if (tc_disabled() && !tiled) return 1;
@@ -379,7 +379,7 @@ int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x
     a.n_mats = n_mats, a.cols = w[0].cols, a.cap = cap, a.tiled = tiled;
     int rows = 0;
     for (int i = 0; i < n_mats; i++) {
-        if (w[i].rows % 16 || w[i].fp8 != w[0].fp8 || w[i].cols != w[0].cols || (fp8 && w[i].tiled != w[0].tiled))
+        if (w[i].rows % 16 || w[i].fp8 != w[0].fp8 || w[i].cols != w[0].cols || w[i].tiled != w[0].tiled)
             return 1;
         a.mat[i] = {static_cast<const uint8_t *>(w[i].data), w[i].scales, w[i].rows, y[i]};
         rows += w[i].rows;

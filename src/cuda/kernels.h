@@ -16,29 +16,31 @@ typedef struct CUstream_st *g4_stream;
 
 /* A weight matrix on the GPU: FP8 E4M3 codes + fp32 128x128 block scales, or BF16.
  *
- * Layout of FP8 codes: row-major, or (tiled = 1; rows % 16 == 0, cols % 64 == 0)
- * in 16-row tiles so that the decode GEMV streams each warp's share of the
+ * Layout: row-major, or (tiled = 1; rows % 16 == 0, row bytes % 64 == 0) in
+ * 16-row tiles so that the decode GEMV streams each warp's share of the
  * weights as one contiguous run (DRAM serves that ~20 % faster than 16 rows
- * read side by side; perf-log.md): tile T (rows 16T..16T+15) is cols / 64
- * chunks of 1 KB; chunk s holds columns 64s..64s+63, and within it the 32
- * bytes at 32 * (4g + t) are row 16T + g, columns 64s + 16t..+15, then row
- * 16T + g + 8, the same columns (g < 8, t < 4): lane 4g + t of an MMA warp
+ * read side by side; perf-log.md): tile T (rows 16T..16T+15) is row_bytes / 64
+ * chunks of 1 KB; chunk s holds the row bytes 64s..64s+63, and within it the
+ * 32 bytes at 32 * (4g + t) are row 16T + g, bytes 64s + 16t..+15, then row
+ * 16T + g + 8, the same bytes (g < 8, t < 4): lane 4g + t of an MMA warp
  * finds its two 16-byte A-fragment loads side by side. G4K_TILED_OFFSET
- * gives the byte of (r, c). Scales stay [ceil(rows/128)][ceil(cols/128)]. */
+ * gives where byte b of row r lies. Scales stay [ceil(rows/128)][ceil(cols/128)]. */
 typedef struct {
     int fp8;                 /* 1: codes + scales; 0: BF16 values */
     int rows, cols;
     const void *data;
     const float *scales;     /* [ceil(rows/128)][ceil(cols/128)] */
-    int tiled;               /* FP8 only: 1 = 16-row tiles (above), 0 = row-major */
+    int tiled;               /* 1 = 16-row tiles (above), 0 = row-major */
 } g4_dmatrix;
 
-#define G4K_TILED_OFFSET(r, c, cols)                                                                  \
-    ((((size_t)(r) / 16) * ((cols) / 64) + (size_t)(c) / 64) * 1024 + (((r) % 8) * 4 + ((c) % 64) / 16) * 32 + \
-     (((r) % 16) / 8) * 16 + (c) % 16)
+#define G4K_TILED_OFFSET(r, b, row_bytes)                                                                  \
+    ((((size_t)(r) / 16) * ((row_bytes) / 64) + (size_t)(b) / 64) * 1024 + (((r) % 8) * 4 + ((b) % 64) / 16) * 32 + \
+     (((r) % 16) / 8) * 16 + (b) % 16)
 
-/* dst (tiled) = src (row-major FP8 codes [rows][cols]); rows % 16 == 0, cols % 64 == 0. */
-void g4k_retile(void *dst, const void *src, int rows, int cols, g4_stream stream);
+/* dst (tiled) = src (row-major [rows][row_bytes]); rows % 16 == 0, row_bytes % 64 == 0. Rows
+ * 16k.. of a tiled matrix are its bytes from 16k * row_bytes on, so a matrix can be tiled in
+ * pieces of whole tiles. */
+void g4k_retile(void *dst, const void *src, int rows, int row_bytes, g4_stream stream);
 
 /* y[m][r] = sum_c x[m][c] W[r][c] for m < M (M <= 8): one pass over W serves
  * every m. Up to 3 matrices with the same cols run in one launch (q, k, v):
@@ -77,8 +79,8 @@ void g4k_rmsnorm(float *out, const float *x, const float *w, int M, int n, float
 void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
                        const float *w_next, int M, int n, float eps, g4_stream stream);
 
-/* h[m] = E[tok[m]] * scale (E BF16 [vocab][n]). */
-void g4k_embed(float *h, const uint16_t *E, const int32_t *tokens, int M, int n, float scale, g4_stream stream);
+/* h[m] = E[tok[m]] * scale (E BF16 [vocab][n], row-major or tiled). */
+void g4k_embed(float *h, const g4_dmatrix *E, const int32_t *tokens, int M, float scale, g4_stream stream);
 
 typedef enum { G4K_KV_F32 = 0, G4K_KV_BF16 = 1, G4K_KV_FP8 = 2 } g4k_kv_dtype;
 
@@ -147,8 +149,7 @@ void g4k_attention_decode(const g4k_attn *a, float *q, float *k, float *v, const
 size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max_context);
 
 /* logits[m][v] = cap * tanh((x[m] . E[v]) / cap) (cap 0: none), E BF16 [vocab][n]. */
-void g4k_lm_head(float *logits, const float *x, const uint16_t *E, int M, int vocab, int n, float cap,
-                 g4_stream stream);
+void g4k_lm_head(float *logits, const float *x, const g4_dmatrix *E, int M, float cap, g4_stream stream);
 
 /* tokens[m] = argmax of logits[m] (first maximum), ids in suppress[] excluded. */
 void g4k_argmax(int32_t *tokens, const float *logits, int M, int vocab, int sup0, int sup1, g4_stream stream);

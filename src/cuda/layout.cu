@@ -1,10 +1,10 @@
-/* Weight layouts on the GPU: row-major FP8 codes -> 16-row tiles (kernels.h,
+/* Weight layouts on the GPU: row-major -> 16-row tiles (kernels.h,
  * g4_dmatrix), done once at upload. */
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 
 /* One thread per 16 bytes of the destination: a lane's piece of one row. */
-__global__ void retile_kernel(uint4 *dst, const uint8_t *src, int rows, int cols) {
+__global__ void retile_kernel(uint4 *dst, const uint8_t *src, int rows, int cols) { /* cols: row bytes */
     const size_t pieces = (size_t)rows * cols / 16;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < pieces; i += (size_t)gridDim.x * blockDim.x) {
         const size_t chunk = i / 64;
@@ -15,7 +15,7 @@ __global__ void retile_kernel(uint4 *dst, const uint8_t *src, int rows, int cols
     }
 }
 
-extern "C" void g4k_retile(void *dst, const void *src, int rows, int cols, g4_stream s) {
+extern "C" void g4k_retile(void *dst, const void *src, int rows, int cols, g4_stream s) { /* cols: row bytes */
     retile_kernel<<<4 * g4k_sm_count(), 256, 0, s>>>(static_cast<uint4 *>(dst), static_cast<const uint8_t *>(src), rows,
                                                      cols);
 }

@@ -129,16 +129,21 @@ extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const flo
     }
 }
 
-__global__ void embed_kernel(float *h, const uint16_t *E, const int32_t *tokens, int n, float scale) {
+__global__ void embed_kernel(float *h, const uint16_t *E, const int32_t *tokens, int n, int tiled, float scale) {
     g4k_wait_inputs();
     g4k_allow_next();
-    const uint16_t *row = E + (size_t)tokens[blockIdx.x] * n;
+    const int tok = tokens[blockIdx.x];
+    const uint8_t *bytes = reinterpret_cast<const uint8_t *>(E);
     float *hr = h + (size_t)blockIdx.x * n;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) hr[i] = g4k_bf16_to_f32(row[i]) * scale;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const size_t at = tiled ? G4K_TILED_OFFSET(tok, 2 * i, 2 * n) : ((size_t)tok * n + i) * 2;
+        hr[i] = g4k_bf16_to_f32(*reinterpret_cast<const uint16_t *>(bytes + at)) * scale;
+    }
 }
 
-extern "C" void g4k_embed(float *h, const uint16_t *E, const int32_t *tokens, int M, int n, float scale, g4_stream s) {
-    g4k_launch(embed_kernel, M, ROW_THREADS, 0, s, h, E, tokens, n, scale);
+extern "C" void g4k_embed(float *h, const g4_dmatrix *E, const int32_t *tokens, int M, float scale, g4_stream s) {
+    g4k_launch(embed_kernel, M, ROW_THREADS, 0, s, h, static_cast<const uint16_t *>(E->data), tokens, E->cols,
+               E->tiled, scale);
 }
 
 /* ------------------------------------------------------------ q/k/v heads */

@@ -51,11 +51,12 @@ static g4_dmatrix make(int fp8, int rows, int cols, uint32_t seed) {
     CK(cudaMalloc(&w, bytes));
     fill_codes<<<1024, 256>>>(static_cast<uint8_t *>(w), bytes, seed); /* BF16: bytes of FP8 codes, finite */
     const char *layout = getenv("G4_WEIGHT_LAYOUT");
-    const int tiled = fp8 && rows % 16 == 0 && cols % 128 == 0 && !(layout && !strcmp(layout, "rows"));
+    /* as g4 uploads them: FP8 layer matrices of whole tiles and K blocks, the BF16 embedding */
+    const int tiled = rows % 16 == 0 && (fp8 ? cols % 128 : cols % 32) == 0 && !(layout && !strcmp(layout, "rows"));
     if (tiled) {
         void *t;
         CK(cudaMalloc(&t, bytes));
-        g4k_retile(t, w, rows, cols, 0);
+        g4k_retile(t, w, rows, cols * (fp8 ? 1 : 2), 0);
         CK(cudaDeviceSynchronize());
         CK(cudaFree(w));
         w = t;
@@ -153,7 +154,7 @@ int main() {
     run("gate/up + GeGLU", bytes_of(gate) + bytes_of(up), 48, [&] { g4k_gemv_geglu(&gate, &up, y[0], x, 1, s); });
     run("down (split 4)", bytes_of(down), 48, [&] { g4k_gemv_split(&down, y, 1, x, 1, 4, s); });
     run("lm head BF16 + softcap", bytes_of(head), 1, [&] {
-        g4k_lm_head(y[0], x, static_cast<const uint16_t *>(head.data), 1, V, H, 30.0f, s);
+        g4k_lm_head(y[0], x, &head, 1, 30.0f, s);
     });
     /* the step's projections in their order, one graph: boundaries between different kernels */
     const double chain_us = time_us(s, [&] {
@@ -170,7 +171,7 @@ int main() {
             g4k_gemv_geglu(&gate, &up, y[0], x, 1, s);
             g4k_gemv_split(&down, y, 1, x, 1, 4, s);
         }
-        g4k_lm_head(y[0], x, static_cast<const uint16_t *>(head.data), 1, V, H, 30.0f, s);
+        g4k_lm_head(y[0], x, &head, 1, 30.0f, s);
     }, 1);
     double us = 0, bytes = 0;
     for (const row &r : rows) us += r.us * r.count, bytes += (double)r.bytes * r.count;

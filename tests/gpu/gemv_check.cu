@@ -282,23 +282,40 @@ static void check_head(int vocab, int n, int M, float cap) {
     std::vector<float> x = make_x(M, n);
     for (auto &v : x) v *= 20.0f; /* logits of a few tens: the softcap bends them */
     float *dx = to_dev(x), *dy = poisoned((size_t)M * vocab);
-    g4k_lm_head(dy, dx, static_cast<const uint16_t *>(e.d.data), M, vocab, n, cap, 0);
-    CK(cudaDeviceSynchronize());
-    std::vector<float> y((size_t)M * vocab);
-    CK(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
-    double num = 0, den = 0;
-    bool finite = true;
-    for (int r : rows_to_check(vocab))
-        for (int m = 0; m < M; m++) {
-            double ref = dot(e, r, &x[(size_t)m * n]);
-            if (cap > 0) ref = cap * tanh(ref / cap);
-            const double v = y[(size_t)m * vocab + r];
-            finite = finite && std::isfinite(v);
-            num += (v - ref) * (v - ref), den += ref * ref;
+    /* the embedding as g4 uploads it: tiled (16-row tiles of 2n bytes), and row-major */
+    g4_dmatrix tiled = e.d;
+    void *tp;
+    CK(cudaMalloc(&tp, (size_t)vocab * n * 2));
+    g4k_retile(tp, e.d.data, vocab, 2 * n, 0);
+    tiled.data = tp, tiled.tiled = 1;
+    std::vector<float> y_rows;
+    for (int layout = 0; layout < 2; layout++) {
+        CK(cudaMemset(dy, 0xff, sizeof(float) * M * vocab));
+        g4k_lm_head(dy, dx, layout ? &tiled : &e.d, M, cap, 0);
+        CK(cudaDeviceSynchronize());
+        std::vector<float> y((size_t)M * vocab);
+        CK(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
+        double num = 0, den = 0;
+        bool finite = true;
+        for (int r : rows_to_check(vocab))
+            for (int m = 0; m < M; m++) {
+                double ref = dot(e, r, &x[(size_t)m * n]);
+                if (cap > 0) ref = cap * tanh(ref / cap);
+                const double v = y[(size_t)m * vocab + r];
+                finite = finite && std::isfinite(v);
+                num += (v - ref) * (v - ref), den += ref * ref;
+            }
+        char what[128];
+        snprintf(what, sizeof what, "lm head bf16%s vocab %d n %d M %d cap %g", layout ? " tiled" : "", vocab, n, M, cap);
+        report(what, num, den, finite);
+        if (!layout) y_rows = y;
+        else if (M <= 2 && tc_on()) {
+            const bool ok = y == y_rows;
+            printf("check lm head tiled == row-major bitwise, vocab %d n %d M %d: %s\n", vocab, n, M, ok ? "ok" : "FAIL");
+            ok ? g_pass++ : g_fail++;
         }
-    char what[128];
-    snprintf(what, sizeof what, "lm head bf16 vocab %d n %d M %d cap %g", vocab, n, M, cap);
-    report(what, num, den, finite);
+    }
+    cudaFree(tp);
     free_mat(e);
     cudaFree(dx), cudaFree(dy);
 }
