@@ -449,16 +449,14 @@ static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cu
 
 /* Prefill q/k/v as one GEMM over the concatenated matrix into c->attn (free
  * until attention), then each part's columns to c->q, c->k, c->v. */
-static void project_qkv_concat(g4_cuda *c, const layer_dev *d, int n) {
+/* q, k, v = the columns of one GEMM over the concatenated rows; k == v layers
+ * get v as a copy of k, as the prefill kernels work in place. */
+static void project_qkv_concat(g4_cuda *c, const layer_dev *d, bool k_eq_v, int n) {
     g4k_gemm(&d->qkv, c->attn, c->x, n, c->stream);
-    const g4_dmatrix *parts[3] = {&d->q, &d->k, &d->v};
-    float *dst[3] = {c->q, c->k, c->v};
-    int col = 0;
-    for (int i = 0; i < 3 && parts[i]->data; i++) {
-        cudaMemcpy2DAsync(dst[i], sizeof(float) * parts[i]->rows, c->attn + col, sizeof(float) * d->qkv.rows,
-                          sizeof(float) * parts[i]->rows, n, cudaMemcpyDeviceToDevice, c->stream);
-        col += parts[i]->rows;
-    }
+    const int q = d->q.rows, k = d->k.rows, v = d->v.data && !k_eq_v ? d->v.rows : 0;
+    float *const dst[3] = {c->q, c->k, c->v};
+    const int col[3] = {0, q, v ? q + k : q}, width[3] = {q, k, v ? v : k};
+    g4k_copy_columns(c->attn, d->qkv.rows, n, dst, col, width, 3, c->stream);
 }
 
 /* One decoder layer for n tokens; c->x holds rms(h; input_norm) on entry and
@@ -476,8 +474,7 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     float *v = g->k_eq_v && reads_only ? c->k : c->v;
     const size_t kv_bytes = sizeof(float) * n * g4_layer_kv_dim(cfg, l);
     if (d->qkv.data && use_gemm(n) && !prefill_w8a8()) {
-        project_qkv_concat(c, d, n);
-        if (g->k_eq_v) cudaMemcpyAsync(c->v, c->k, kv_bytes, cudaMemcpyDeviceToDevice, s);
+        project_qkv_concat(c, d, g->k_eq_v, n);
     } else if (g->k_eq_v) {
         g4_dmatrix qk[2] = {d->q, d->k};
         float *ys[2] = {c->q, c->k};

@@ -79,6 +79,13 @@ void g4k_rmsnorm(float *out, const float *x, const float *w, int M, int n, float
 void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
                        const float *w_next, int M, int n, float eps, g4_stream stream);
 
+/* dst_i[m][j] = src[m * ld + col_i + j], j < width_i, for M rows and n_parts <= 4
+ * parts (the q/k/v columns of the fused prefill projection; a part may repeat
+ * columns: v = k). col_i, width_i and ld multiples of 4; 16-byte aligned pointers. */
+#define G4K_MAX_COLUMN_PARTS 4
+void g4k_copy_columns(const float *src, int ld, int M, float *const *dst, const int *col, const int *width,
+                      int n_parts, g4_stream stream);
+
 /* h[m] = E[tok[m]] * scale (E BF16 [vocab][n], row-major or tiled). */
 void g4k_embed(float *h, const g4_dmatrix *E, const int32_t *tokens, int M, float scale, g4_stream stream);
 

@@ -475,6 +475,35 @@ static void graph_check(const kind &k, int dt, int ring, int M, int p1, int p2) 
     CK(cudaGraphDestroy(graph));
 }
 
+/* g4k_copy_columns (norm.cu), the q/k/v split of the fused prefill projection: the
+ * 12B's full-layer split (q | k, v = k again) of 145 random rows, bitwise against the host. */
+static void copy_columns_check() {
+    const int M = 145, q = 8192, k = 512, ld = q + k;
+    std::vector<float> src((size_t)M * ld);
+    for (auto &v : src) v = (float)(rnd() >> 40) - 8e6f;
+    float *d_src, *d_dst[3];
+    CK(cudaMalloc(&d_src, src.size() * 4));
+    CK(cudaMemcpy(d_src, src.data(), src.size() * 4, cudaMemcpyHostToDevice));
+    const int col[3] = {0, q, q}, width[3] = {q, k, k};
+    for (int i = 0; i < 3; i++) {
+        CK(cudaMalloc(&d_dst[i], (size_t)M * width[i] * 4));
+        CK(cudaMemset(d_dst[i], 0xff, (size_t)M * width[i] * 4));
+    }
+    g4k_copy_columns(d_src, ld, M, d_dst, col, width, 3, reinterpret_cast<g4_stream>(g_s));
+    CK(cudaStreamSynchronize(g_s));
+    bool ok = true;
+    for (int i = 0; i < 3; i++) {
+        std::vector<float> got((size_t)M * width[i]);
+        CK(cudaMemcpy(got.data(), d_dst[i], got.size() * 4, cudaMemcpyDeviceToHost));
+        for (int m = 0; m < M; m++)
+            ok = ok && !memcmp(&got[(size_t)m * width[i]], &src[(size_t)m * ld + col[i]], width[i] * 4);
+        CK(cudaFree(d_dst[i]));
+    }
+    CK(cudaFree(d_src));
+    printf("copy_columns M=%d q %d | k %d, v = k: %s\n", M, q, k, ok ? "PASS" : "FAIL");
+    ok ? n_pass++ : n_fail++;
+}
+
 int main(int argc, char **argv) {
     const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
     g_path = getenv("G4_DECODE_ATTN");
@@ -484,6 +513,7 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreate(&g_s));
     /* several splits merged by the last block's ticket, which must be reset for the next replay
      * (the second replay and the eager call run at the same position: the same ticket tag) */
+    copy_columns_check();
     graph_check(FULL, G4K_KV_BF16, 0, 2, 1500, 3000);
     graph_check(SLIDING, G4K_KV_FP8, SLIDING.window + 512, 1, 1024, 5000);
     printf("attention_check on %s (%d SMs); tolerance max|o - ref| <= %.0e\n", prop.name, prop.multiProcessorCount, TOL);
