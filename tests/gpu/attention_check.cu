@@ -59,11 +59,6 @@ static const float KV_SCALE = 1.0f / 64; /* FP8 cache scale: |x| < 28 fits */
 
 static float urand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 40) * (1.0 / 16777216.0)); }
 
-static float e4m3(uint8_t c) {
-    const int s = c >> 7, e = (c >> 3) & 15, m = c & 7;
-    const float v = e == 0 ? m / 8.0f * ldexpf(1.0f, -6) : (1.0f + m / 8.0f) * ldexpf(1.0f, e - 7);
-    return s ? -v : v;
-}
 
 /* Run f(i) for i < n on every core. */
 template <typename F>
@@ -105,7 +100,7 @@ static float kv_get(const std::vector<uint8_t> &c, int dt, size_t i, float scale
         memcpy(&b, &c[2 * i], 2);
         return g4_bf16_to_f32(b);
     }
-    return e4m3(c[i]) * scale;
+    return (float)e4m3(c[i]) * scale; /* exact in float */
 }
 static void kv_put(std::vector<uint8_t> &c, int dt, size_t i, float x, float scale) {
     if (dt == G4K_KV_F32) memcpy(&c[4 * i], &x, 4);

@@ -53,20 +53,6 @@
 #define CHECK_SEED 0x9E3779B97F4A7C15ull
 #include "check.cuh"
 
-static double urand() { return (rnd() >> 11) * (1.0 / 9007199254740992.0); }
-
-static double e4m3(uint8_t c) {
-    const int s = c >> 7, e = (c >> 3) & 15, m = c & 7;
-    const double v = e == 0 ? m / 8.0 * ldexp(1.0, -6) : (1.0 + m / 8.0) * ldexp(1.0, e - 7);
-    return s ? -v : v;
-}
-static double bf16(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* A weight matrix on host and device. */
 struct mat {
     int fp8, rows, cols;

@@ -53,7 +53,6 @@
 #define CHECK_SEED 0x2545F4914F6CDD1Dull
 #include "check.cuh"
 
-static double urand() { return (rnd() >> 11) * (1.0 / 9007199254740992.0); }
 static double logu(double lo, double hi) { return exp(log(lo) + urand() * (log(hi) - log(lo))); }
 
 /* ---- E4M3 on the host ---- */
