@@ -33,6 +33,12 @@
 #define DEC_THREADS (DEC_WARPS * 32)
 #define DEC_MIN_KEYS 64
 #define MERGE_THREADS 128
+/* Splits decode_merge can weigh: its weights sit in a fixed shared array. A
+ * dynamic [splits] array drew 512 "invalid __shared__ read of size 12 bytes"
+ * from compute-sanitizer at the array's start with splits = 1 (perf log,
+ * 2026-11-28): reads wider than the array. make_plan keeps splits <= this
+ * (splits <= the SM count anyway). */
+#define MERGE_MAX_SPLITS 256
 
 /* The key range of the M tokens and its cut into splits: [first, first + n),
  * kps keys per split; splits past ceil(n / kps) have none. */
@@ -270,7 +276,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_kernel(g4k_attn a, const f
 __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const float *part, float *o,
                                                              const int *pos0p, int M, int splits, int nq, int chunks,
                                                              int min_keys) {
-    extern __shared__ float wgt[]; /* [splits] */
+    __shared__ float wgt[MERGE_MAX_SPLITS];
     __shared__ float red[32];
     g4k_wait_inputs();
     g4k_allow_next();
@@ -757,6 +763,7 @@ static dec_plan make_plan(const g4k_attn *a, int M, int max_context, int min_key
     const int by_keys = (span + min_keys - 1) / min_keys, by_sms = (g4k_sm_count() + per_split - 1) / per_split;
     p.splits = by_keys < by_sms ? by_keys : by_sms;
     if (p.splits < 1) p.splits = 1;
+    if (p.splits > MERGE_MAX_SPLITS) p.splits = MERGE_MAX_SPLITS;
     const size_t rows = (size_t)(nq + 2 * M) * hd, merge = (size_t)DEC_WARPS * nq * (hd + 2);
     p.smem = sizeof(float) * (rows > merge ? rows : merge);
     return p;
@@ -843,8 +850,8 @@ extern "C" void g4k_attention_decode(const g4k_attn *a, float *q, float *k, floa
     launch_dt(a, x, p, s, true, path);
     if (path == 2) return;
     const float *part = scratch + (path ? ticket_bytes(p.chunks * a->n_kv_heads) / sizeof(float) : 0);
-    g4k_launch(decode_merge, dim3(a->n_heads, M), MERGE_THREADS, sizeof(float) * p.splits, s, *a, part, o, pos0, M,
-               p.splits, p.nq, p.chunks, min_keys);
+    g4k_launch(decode_merge, dim3(a->n_heads, M), MERGE_THREADS, 0, s, *a, part, o, pos0, M, p.splits, p.nq, p.chunks,
+               min_keys);
 }
 
 /* Enough for every M' <= M and either path; also raises the shared-memory limit of every
