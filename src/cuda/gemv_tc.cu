@@ -1,11 +1,15 @@
-/* Decode GEMV on tensor cores: y = x W^T for 1-4 tokens, W FP8 E4M3 in
- * 128x128 blocks (or BF16), fp32 accumulation, read once per step at the HBM
- * rate. CPU reference: cpu_matmul (src/cpu/ops.c); checked by
- * tests/gpu/gemv_check.cu.
+/* Decode GEMV on tensor cores: y = x W^T for 1-4 tokens per launch, W FP8
+ * E4M3 in 128x128 blocks (or BF16), row-major or in 16-row tiles (kernels.h),
+ * fp32 accumulation, the weights read once per step. CPU reference:
+ * cpu_matmul (src/cpu/ops.c); checked by tests/gpu/gemv_check.cu, timed by
+ * tests/gpu/gemv_bench.cu.
  *
- * Why tensor cores for a memory-bound product: the CUDA-core GEMV (gemv.cu)
- * spends ~3 instructions per weight byte (dequantize, FMA, reductions) and
- * stalls on that before HBM is saturated. Here a warp owns a tile of 16 rows;
+ * Tensor cores for a memory-bound product: the CUDA-core GEMV (gemv.cu)
+ * spends ~3 instructions per weight byte (dequantize, FMA, reductions); this
+ * one ~0.9. That alone did not make it faster on row-major weights (perf log,
+ * session 3): what limits both there is DRAM locality, 16 rows read side by
+ * side. With tiled weights a warp's share is one contiguous run, and the
+ * step's projections stream at ~83 % of a plain read. A warp owns a tile of 16 rows;
  * a lane loads 16 bytes of row g and of row g + 8 (g = lane / 4) per k-step,
  * converts them to FP16 pairs (one cvt per two codes; E4M3 is exact in FP16)
  * and feeds them straight to mma.sync m16n8k16 as the A fragment. A dot
