@@ -64,7 +64,7 @@ struct g4_cuda {
     void **k_cache, **v_cache;   /* [seq * n_layers + layer] -> [max_context][kv_dim] */
     /* scratch for CHUNK tokens */
     float *h, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
-    float *host_logits;          /* [GEMV_M][vocab] pinned: a copy from pageable memory cost ~0.6 ms of TTFT */
+    float *host_logits;          /* [GEMV_M][vocab] pinned: D2H copies from pageable memory are slower */
     int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
     int32_t *hist;               /* [max_context + 1] greedy outputs by position */
     float *attn_parts;           /* g4k_attention_decode's partial results, shared by the layers */
@@ -448,9 +448,8 @@ static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cu
 }
 
 /* Prefill q/k/v as one GEMM over the concatenated matrix into c->attn (free
- * until attention), then each part's columns to c->q, c->k, c->v. */
-/* q, k, v = the columns of one GEMM over the concatenated rows; k == v layers
- * get v as a copy of k, as the prefill kernels work in place. */
+ * until attention), then each part's columns to c->q, c->k, c->v; k == v
+ * layers get v as a copy of k's columns, as the prefill kernels work in place. */
 static void project_qkv_concat(g4_cuda *c, const layer_dev *d, bool k_eq_v, int n) {
     g4k_gemm(&d->qkv, c->attn, c->x, n, c->stream);
     const int q = d->q.rows, k = d->k.rows, v = d->v.data && !k_eq_v ? d->v.rows : 0;

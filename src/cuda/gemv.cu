@@ -16,14 +16,7 @@
 #include "cuda/gemv_tc.h"
 #include "cuda/kernels.h"
 
-enum { MODE_PLAIN = 0, MODE_GEGLU = 1, MODE_SOFTCAP = 2 };
-
-struct gemv_mat {
-    const uint8_t *w;
-    const float *scales;
-    int rows;
-    float *y;
-};
+enum { MODE_PLAIN = G4K_TC_PLAIN, MODE_GEGLU = G4K_TC_GEGLU, MODE_SOFTCAP = G4K_TC_SOFTCAP };
 
 struct gemv_args {
     gemv_mat mat[3];

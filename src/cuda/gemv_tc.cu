@@ -42,15 +42,8 @@
 
 #define TC_WARPS 8 /* warps per block */
 
-struct tc_mat {
-    const uint8_t *w;
-    const float *scales;
-    int rows;
-    float *y;
-};
-
 struct tc_args {
-    tc_mat mat[3];
+    gemv_mat mat[3];
     int n_mats;
     int cols, M;
     int n_tiles;   /* 16-row tiles over all matrices (GeGLU: over gate; up is paired) */
@@ -84,18 +77,19 @@ __device__ __forceinline__ tc_job tc_find(const tc_args &a, int tile, int g, int
         row -= a.mat[0].rows, mi = 1;
         if (a.n_mats > 2 && row >= a.mat[1].rows) row -= a.mat[1].rows, mi = 2;
     }
-    const tc_mat &m = mi == 0 ? a.mat[0] : mi == 1 ? a.mat[1] : a.mat[2];
+    const gemv_mat &m = mi == 0 ? a.mat[0] : mi == 1 ? a.mat[1] : a.mat[2];
     const size_t rowbytes = (size_t)a.cols * (fp8 ? 1 : 2);
     const size_t nbc = (size_t)(a.cols + 127) / 128;
     tc_job j;
     j.y = m.y, j.row = row, j.rows = m.rows;
     for (int i = 0; i < n_a; i++) { /* GeGLU: gate (mat 0) and up (mat 1) at the same rows */
-        const tc_mat &mm = i == 0 ? m : a.mat[1];
-        j.lo[i] = mm.w + (size_t)(row + g) * rowbytes + 16 * t;
-        j.hi[i] = j.lo[i] + 8 * rowbytes;
-        if (a.tiled) {
-            j.lo[i] = mm.w + (size_t)(row / 16) * 16 * rowbytes + (g * 4 + t) * 32;
+        const gemv_mat &mm = i == 0 ? m : a.mat[1];
+        if (a.tiled) { /* the tile's 16 rows are one run of 1 KB chunks; lane 4g + t's 32 bytes in each */
+            j.lo[i] = mm.w + (size_t)row * rowbytes + (g * 4 + t) * 32;
             j.hi[i] = j.lo[i] + 16;
+        } else {
+            j.lo[i] = mm.w + (size_t)(row + g) * rowbytes + 16 * t;
+            j.hi[i] = j.lo[i] + 8 * rowbytes;
         }
         j.sc[i] = fp8 ? mm.scales + (size_t)(row / 128) * nbc : nullptr;
     }

@@ -6,7 +6,17 @@
 
 #include "cuda/kernels.h"
 
+/* The epilogue of a GEMV launch (both kernels, gemv.cu and gemv_tc.cu). */
 typedef enum { G4K_TC_PLAIN = 0, G4K_TC_GEGLU = 1, G4K_TC_SOFTCAP = 2 } g4k_tc_mode;
+
+/* One matrix of a GEMV launch, as both kernels take it: codes (or BF16),
+ * block scales, rows, and where its outputs go. */
+struct gemv_mat {
+    const uint8_t *w;
+    const float *scales;
+    int rows;
+    float *y;
+};
 
 /* y_i[m][r] = sum_c x[m][c] W_i[r][c] (PLAIN, up to 3 matrices of the same
  * cols and layout), gelu(x gate^T) * (x up^T) (GEGLU: w[0] gate, w[1] up,

@@ -148,7 +148,8 @@ extern "C" void g4k_embed(float *h, const g4_dmatrix *E, const int32_t *tokens, 
 }
 
 /* dst_i[m][j] = src[m * ld + col_i + j] for j < width_i: one launch for every
- * part (the three copies it replaces were ~5 us each, 0.7 ms per prefill). */
+ * part. It replaced three cudaMemcpy2D and a k -> v copy per layer: the
+ * prefill's q/k/v stage went from 2.45 to 2.09 ms at 145 tokens (perf log). */
 struct column_parts {
     float *dst[G4K_MAX_COLUMN_PARTS];
     int col[G4K_MAX_COLUMN_PARTS], width[G4K_MAX_COLUMN_PARTS];
@@ -169,8 +170,8 @@ __global__ void copy_columns_kernel(const float *src, int ld, column_parts p) {
 extern "C" void g4k_copy_columns(const float *src, int ld, int M, float *const *dst, const int *col, const int *width,
                                  int n_parts, g4_stream s) {
     column_parts p = {};
-    p.n = n_parts;
-    for (int i = 0; i < n_parts; i++) p.dst[i] = dst[i], p.col[i] = col[i], p.width[i] = width[i];
+    p.n = n_parts < G4K_MAX_COLUMN_PARTS ? n_parts : G4K_MAX_COLUMN_PARTS;
+    for (int i = 0; i < p.n; i++) p.dst[i] = dst[i], p.col[i] = col[i], p.width[i] = width[i];
     g4k_launch(copy_columns_kernel, M, ROW_THREADS, 0, s, src, ld, p);
 }
 

@@ -87,13 +87,16 @@ static mat make_mat(int fp8, int rows, int cols) {
     return m;
 }
 
-/* A tiled copy of an FP8 matrix (rows % 16 == 0, cols % 64 == 0), or none. */
+/* FP8 layer matrices that g4 would tile (rows % 16 == 0, cols % 64 == 0). */
 static bool tileable(const mat &m) { return m.fp8 && m.rows % 16 == 0 && m.cols % 64 == 0; }
+
+/* A tiled copy of m (rows % 16 == 0, row bytes % 64 == 0); free its data with cudaFree. */
 static g4_dmatrix tiled_copy(const mat &m) {
+    const int row_bytes = m.cols * (m.fp8 ? 1 : 2);
     g4_dmatrix t = m.d;
     void *p;
-    CK(cudaMalloc(&p, (size_t)m.rows * m.cols));
-    g4k_retile(p, m.d.data, m.rows, m.cols, 0);
+    CK(cudaMalloc(&p, (size_t)m.rows * row_bytes));
+    g4k_retile(p, m.d.data, m.rows, row_bytes, 0);
     t.data = p, t.tiled = 1;
     return t;
 }
@@ -101,6 +104,14 @@ static g4_dmatrix tiled_copy(const mat &m) {
 static bool tc_on() {
     const char *e = getenv("G4_GEMV");
     return !(e && !strcmp(e, "simt"));
+}
+
+/* Tiled and row-major outputs bitwise equal: asked only where both runs took
+ * the tensor cores in one pass (M <= 2, not G4_GEMV=simt), the same arithmetic. */
+static void check_bitwise(const char *what, int M, bool equal) {
+    if (M > 2 || !tc_on()) return;
+    printf("check %s tiled == row-major bitwise: %s\n", what, equal ? "ok" : "FAIL");
+    equal ? g_pass++ : g_fail++;
 }
 
 static void free_mat(mat &m) {
@@ -191,6 +202,8 @@ static void check_plain(int fp8, const std::vector<int> &rows, int cols, int M, 
     for (auto &m : w) d.push_back(m.d), tile = tile && tileable(m);
     if (tile)
         for (auto &m : w) dt.push_back(tiled_copy(m));
+    std::vector<std::vector<double>> y_rows;
+    int parts_rows = 0;
     for (int layout = 0; layout < (tile ? 2 : 1); layout++) {
         int parts = 0;
         const auto y = run_plain(layout ? dt : d, dx, M, splits, &parts);
@@ -207,14 +220,11 @@ static void check_plain(int fp8, const std::vector<int> &rows, int cols, int M, 
         snprintf(what, sizeof what, "%s%s %d mats rows %d.. cols %d M %d splits %d (parts %d)", fp8 ? "fp8" : "bf16",
                  layout ? " tiled" : "", (int)w.size(), rows[0], cols, M, splits, parts);
         report(what, num, den, finite);
-    }
-    if (tile && M <= 2 && tc_on()) { /* M <= 2: row-major takes the tensor cores too, in one pass */
-        int p0, p1;
-        const auto a = run_plain(d, dx, M, splits, &p0), b = run_plain(dt, dx, M, splits, &p1);
-        const bool ok = a == b && p0 == p1;
-        printf("check tiled == row-major bitwise, %d mats rows %d.. cols %d M %d: %s\n", (int)w.size(), rows[0], cols,
-               M, ok ? "ok" : "FAIL");
-        ok ? g_pass++ : g_fail++;
+        if (!layout) y_rows = y, parts_rows = parts;
+        else {
+            snprintf(what, sizeof what, "%d mats rows %d.. cols %d M %d", (int)w.size(), rows[0], cols, M);
+            check_bitwise(what, M, y == y_rows && parts == parts_rows);
+        }
     }
     for (auto &m : dt) cudaFree(const_cast<void *>(m.data));
     for (auto &m : w) free_mat(m);
@@ -251,10 +261,9 @@ static void check_geglu(int rows, int cols, int M) {
         snprintf(what, sizeof what, "geglu fp8%s rows %d cols %d M %d", layout ? " tiled" : "", rows, cols, M);
         report(what, num, den, finite);
         if (!layout) y_rows = y;
-        else if (M <= 2 && tc_on()) {
-            const bool ok = y == y_rows;
-            printf("check geglu tiled == row-major bitwise, rows %d cols %d M %d: %s\n", rows, cols, M, ok ? "ok" : "FAIL");
-            ok ? g_pass++ : g_fail++;
+        else {
+            snprintf(what, sizeof what, "geglu rows %d cols %d M %d", rows, cols, M);
+            check_bitwise(what, M, y == y_rows);
         }
     }
     if (tile) cudaFree(const_cast<void *>(tg.data)), cudaFree(const_cast<void *>(tu.data));
@@ -267,12 +276,7 @@ static void check_head(int vocab, int n, int M, float cap) {
     std::vector<float> x = make_x(M, n);
     for (auto &v : x) v *= 20.0f; /* logits of a few tens: the softcap bends them */
     float *dx = to_dev(x), *dy = poisoned((size_t)M * vocab);
-    /* the embedding as g4 uploads it: tiled (16-row tiles of 2n bytes), and row-major */
-    g4_dmatrix tiled = e.d;
-    void *tp;
-    CK(cudaMalloc(&tp, (size_t)vocab * n * 2));
-    g4k_retile(tp, e.d.data, vocab, 2 * n, 0);
-    tiled.data = tp, tiled.tiled = 1;
+    const g4_dmatrix tiled = tiled_copy(e); /* the embedding as g4 uploads it, and row-major */
     std::vector<float> y_rows;
     for (int layout = 0; layout < 2; layout++) {
         CK(cudaMemset(dy, 0xff, sizeof(float) * M * vocab));
@@ -294,13 +298,12 @@ static void check_head(int vocab, int n, int M, float cap) {
         snprintf(what, sizeof what, "lm head bf16%s vocab %d n %d M %d cap %g", layout ? " tiled" : "", vocab, n, M, cap);
         report(what, num, den, finite);
         if (!layout) y_rows = y;
-        else if (M <= 2 && tc_on()) {
-            const bool ok = y == y_rows;
-            printf("check lm head tiled == row-major bitwise, vocab %d n %d M %d: %s\n", vocab, n, M, ok ? "ok" : "FAIL");
-            ok ? g_pass++ : g_fail++;
+        else {
+            snprintf(what, sizeof what, "lm head vocab %d n %d M %d", vocab, n, M);
+            check_bitwise(what, M, y == y_rows);
         }
     }
-    cudaFree(tp);
+    cudaFree(const_cast<void *>(tiled.data));
     free_mat(e);
     cudaFree(dx), cudaFree(dy);
 }
