@@ -422,6 +422,14 @@ static bool prefill_w8a8(void) {
     return mode && !strcmp(mode, "w8a8");
 }
 
+/* G4_PREFILL_QKV=separate: prefill q, k and v as one GEMM each instead of
+ * one GEMM over the concatenated matrix (the same numerics per element; the
+ * tests compare the two). */
+static bool prefill_qkv_concat(const layer_dev *d, int n) {
+    const char *mode = getenv("G4_PREFILL_QKV"); /* read per call: tests switch it */
+    return d->qkv.data && use_gemm(n) && !prefill_w8a8() && !(mode && !strcmp(mode, "separate"));
+}
+
 /* y = x W^T for n tokens. */
 static void gemv_tokens(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int n, cudaStream_t s) {
     if (use_gemm(n)) {
@@ -472,7 +480,7 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     const bool reads_only = n <= GEMV_M && (g->head_dim == 128 || g->head_dim == 256 || g->head_dim == 512);
     float *v = g->k_eq_v && reads_only ? c->k : c->v;
     const size_t kv_bytes = sizeof(float) * n * g4_layer_kv_dim(cfg, l);
-    if (d->qkv.data && use_gemm(n) && !prefill_w8a8()) {
+    if (prefill_qkv_concat(d, n)) {
         project_qkv_concat(c, d, g->k_eq_v, n);
     } else if (g->k_eq_v) {
         g4_dmatrix qk[2] = {d->q, d->k};
