@@ -156,28 +156,42 @@ int main() {
     run("lm head BF16 + softcap", bytes_of(head), 1, [&] {
         g4k_lm_head(y[0], x, &head, 1, 30.0f, s);
     });
-    /* the step's projections in their order, one graph: boundaries between different kernels */
-    const double chain_us = time_us(s, [&] {
-        for (int l = 0; l < 48; l++) {
-            const bool full = l % 6 == 5;
-            if (full) {
-                const g4_dmatrix m[2] = {qf, kf};
-                g4k_gemv(m, y, 2, x, 1, s);
-            } else {
-                const g4_dmatrix m[3] = {qs, ks, vs};
-                g4k_gemv(m, y, 3, x, 1, s);
+    /* the step's projections in their order, one graph: boundaries between different kernels;
+     * with_norms: also the two one-block residual norms per layer that decode runs after o and down */
+    float *h, *w_norm;
+    CK(cudaMalloc(&h, sizeof(float) * H));
+    CK(cudaMalloc(&w_norm, sizeof(float) * H));
+    CK(cudaMemcpy(h, hx.data(), sizeof(float) * H, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(w_norm, hx.data() + H, sizeof(float) * H, cudaMemcpyHostToDevice));
+    auto chain = [&](bool with_norms) {
+        auto norm = [&](int parts) {
+            if (with_norms) g4k_residual_norm(h, y[0], parts, w_norm, 1.0f, x, w_norm, 1, H, 1e-6f, s);
+        };
+        return time_us(s, [&] {
+            for (int l = 0; l < 48; l++) {
+                const bool full = l % 6 == 5;
+                if (full) {
+                    const g4_dmatrix m[2] = {qf, kf};
+                    g4k_gemv(m, y, 2, x, 1, s);
+                } else {
+                    const g4_dmatrix m[3] = {qs, ks, vs};
+                    g4k_gemv(m, y, 3, x, 1, s);
+                }
+                norm(g4k_gemv_split(full ? &of : &os, y, 1, x, 1, 4, s));
+                g4k_gemv_geglu(&gate, &up, y[0], x, 1, s);
+                norm(g4k_gemv_split(&down, y, 1, x, 1, 4, s));
             }
-            g4k_gemv_split(full ? &of : &os, y, 1, x, 1, 4, s);
-            g4k_gemv_geglu(&gate, &up, y[0], x, 1, s);
-            g4k_gemv_split(&down, y, 1, x, 1, 4, s);
-        }
-        g4k_lm_head(y[0], x, &head, 1, 30.0f, s);
-    }, 1);
+            g4k_lm_head(y[0], x, &head, 1, 30.0f, s);
+        }, 1);
+    };
+    const double chain_us = chain(false), chain_norms_us = chain(true);
     double us = 0, bytes = 0;
     for (const row &r : rows) us += r.us * r.count, bytes += (double)r.bytes * r.count;
     printf("one step's projections: %.3f ms for %.2f GB = %.0f GB/s; the read would take %.3f ms (%.1f %%)\n", us / 1e3,
            bytes / 1e9, bytes / (us * 1e3), bytes / floor_gbs / 1e6, 100.0 * bytes / floor_gbs / 1e3 / us);
     printf("the same chained in step order (one graph): %.3f ms = %.0f GB/s (%.1f %% of the read)\n", chain_us / 1e3,
            bytes / (chain_us * 1e3), 100.0 * bytes / floor_gbs / 1e3 / chain_us);
+    printf("chained with the 96 residual norms of a decode step: %.3f ms (%.2f us per norm)\n", chain_norms_us / 1e3,
+           (chain_norms_us - chain_us) / 96);
     return 0;
 }
