@@ -133,8 +133,9 @@ static double rel_l2(const float *a, const float *ref, int n) {
  *    rounding of the GEMM inputs (2^-11 per element) to 0.18 relative error in
  *    the logits (measured, H200, 2026-11-28; 0.12 with the fp32 SIMT attention,
  *    0.87 with W8A8's FP8 activations), so this only tells rounding from wiring:
- *    logits from a wrong column split or offset are unrelated to the CPU's
- *    (relative error ~1.4); 0.5 lies between. */
+ *    logits from a wrong column split or offset would be unrelated to the CPU's,
+ *    and two unrelated vectors of about equal norm differ by ~sqrt(2) relative
+ *    (expected, not measured); 0.5 lies between. */
 static void test_prefill_logits(void) {
     char dir[512];
     synth_gpu_shapes("fp8", dir, sizeof dir);
