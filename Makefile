@@ -142,8 +142,8 @@ $(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu tests/gpu/check.cuh src/c
 # Decode GEMVs: check against a float64 reference, and their throughput on the
 # 12B's shapes (benchmark); GPU machine, G4_GEMV=simt for the CUDA-core kernels:
 # make build/tests/gpu/gemv_check build/tests/gpu/gemv_bench
-GEMV_SRC := src/cuda/gemv.cu src/cuda/gemv_tc.cu src/cuda/gemv_chain.cu src/cuda/layout.cu src/cuda/norm.cu
-$(BUILD)/tests/gpu/gemv_%: tests/gpu/gemv_%.cu tests/gpu/check.cuh $(GEMV_SRC) src/cuda/gemv_tc.h src/cuda/gemv_tc.cuh src/cuda/common.cuh src/cuda/kernels.h
+GEMV_SRC := src/cuda/gemv.cu src/cuda/gemv_tc.cu src/cuda/layout.cu src/cuda/norm.cu
+$(BUILD)/tests/gpu/gemv_%: tests/gpu/gemv_%.cu tests/gpu/check.cuh $(GEMV_SRC) src/cuda/gemv_tc.h src/cuda/common.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ $< $(GEMV_SRC)
 

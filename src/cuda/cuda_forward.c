@@ -40,12 +40,11 @@ typedef struct {
 /* Per-stage timing of one eager decode step (g4 bench --profile): an event
  * after every stage, summed by stage. */
 typedef enum {
-    ST_EMBED, ST_NORM, ST_QKV, ST_QKV_POST, ST_ATTN, ST_O, ST_RESID, ST_GEGLU, ST_DOWN, ST_CHAIN, ST_HEAD, ST_SAMPLE,
-    ST_COUNT
+    ST_EMBED, ST_NORM, ST_QKV, ST_QKV_POST, ST_ATTN, ST_O, ST_RESID, ST_GEGLU, ST_DOWN, ST_HEAD, ST_SAMPLE, ST_COUNT
 } stage;
 static const char *stage_names[ST_COUNT] = {"embed", "rmsnorm", "gemv q/k/v", "q/k/v norms+rope+kv write",
                                             "attention", "gemv o", "residual+norms", "gemv gate/up+GeGLU",
-                                            "gemv down", "chain o..next q/k/v", "lm head+softcap", "argmax"};
+                                            "gemv down", "lm head+softcap", "argmax"};
 #define MAX_MARKS 1024
 typedef struct {
     bool on;
@@ -65,8 +64,6 @@ struct g4_cuda {
     void **k_cache, **v_cache;   /* [seq * n_layers + layer] -> [max_context][kv_dim] */
     /* scratch for CHUNK tokens */
     float *h, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
-    float *h2;                   /* [GEMV_M][hidden]: the chained decode's second residual buffer */
-    unsigned *chain_sync;        /* [2] g4k_gemv_chain's barrier words */
     float *host_logits;          /* [GEMV_M][vocab] pinned: D2H copies from pageable memory are slower */
     int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
     int32_t *hist;               /* [max_context + 1] greedy outputs by position */
@@ -323,11 +320,8 @@ static int alloc_scratch(g4_cuda *c, g4_err *err) {
         !(c->logits = dev_alloc(c, (size_t)GEMV_M * c->cfg.vocab_size * sizeof(float), err)) ||
         !(c->tokens = dev_alloc(c, CHUNK * sizeof(int32_t), err)) ||
         !(c->hist = dev_alloc(c, (size_t)(c->max_context + 1) * sizeof(int32_t), err)) ||
-        !(c->pos = dev_alloc(c, (c->max_seqs + 1) * sizeof(int), err)) ||
-        !(c->h2 = dev_alloc(c, (size_t)GEMV_M * c->cfg.hidden * sizeof(float), err)) ||
-        !(c->chain_sync = dev_alloc(c, 2 * sizeof(unsigned), err)))
+        !(c->pos = dev_alloc(c, (c->max_seqs + 1) * sizeof(int), err)))
         return -1;
-    CK(cudaMemset(c->chain_sync, 0, 2 * sizeof(unsigned)), "chain barrier");
     CK(cudaMallocHost((void **)&c->host_logits, (size_t)GEMV_M * c->cfg.vocab_size * sizeof(float)),
        "pinned logits buffer");
     return 0;
@@ -472,81 +466,42 @@ static void project_qkv_concat(g4_cuda *c, const layer_dev *d, bool k_eq_v, int 
     g4k_copy_columns(c->attn, d->qkv.rows, n, dst, col, width, 3, c->stream);
 }
 
-/* K==V layers: V is the raw k_proj output. The fused decode attention only
- * reads its inputs at these head dims (kernels.h), so it takes k itself;
- * elsewhere v gets a copy, as the kernels work in place. */
-static float *v_input(g4_cuda *c, int l, int n) {
-    const g4_layer_geom *g = &c->cfg.layer[l];
-    const bool reads_only = n <= GEMV_M && (g->head_dim == 128 || g->head_dim == 256 || g->head_dim == 512);
-    return g->k_eq_v && reads_only ? c->k : c->v;
-}
-
-/* q, k and v of layer l for n tokens from c->x = rms(h; input_norm); `done`:
- * the previous layer's chain already projected them (only v's copy is left). */
-static void project_qkv(g4_cuda *c, int l, int n, bool done) {
+/* One decoder layer for n tokens; c->x holds rms(h; input_norm) on entry and
+ * the next layer's normed input (or the final norm's output) on exit. */
+static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
+    const g4_config *cfg = &c->cfg;
     const layer_dev *d = &c->layers[l];
-    const g4_layer_geom *g = &c->cfg.layer[l];
-    float *v = v_input(c, l, n);
+    const g4_layer_geom *g = &cfg->layer[l];
+    cudaStream_t s = c->stream;
+    g4k_attn a = attn_geometry(c, seq, l);
+    /* K==V layers: V is the raw k_proj output. The fused decode attention only
+     * reads its inputs at these head dims (kernels.h), so it takes k itself;
+     * elsewhere v gets a copy, as the kernels work in place. */
+    const bool reads_only = n <= GEMV_M && (g->head_dim == 128 || g->head_dim == 256 || g->head_dim == 512);
+    float *v = g->k_eq_v && reads_only ? c->k : c->v;
+    const size_t kv_bytes = sizeof(float) * n * g4_layer_kv_dim(cfg, l);
     if (prefill_qkv_concat(d, n)) {
         project_qkv_concat(c, d, g->k_eq_v, n);
-        return;
-    }
-    if (!done && g->k_eq_v) {
+    } else if (g->k_eq_v) {
         g4_dmatrix qk[2] = {d->q, d->k};
         float *ys[2] = {c->q, c->k};
-        gemv_tokens(qk, ys, 2, c->x, n, c->stream);
-    } else if (!done) {
+        gemv_tokens(qk, ys, 2, c->x, n, s);
+        if (v != c->k) cudaMemcpyAsync(c->v, c->k, kv_bytes, cudaMemcpyDeviceToDevice, s);
+    } else {
         g4_dmatrix qkv[3] = {d->q, d->k, d->v};
         float *ys[3] = {c->q, c->k, c->v};
-        gemv_tokens(qkv, ys, 3, c->x, n, c->stream);
+        gemv_tokens(qkv, ys, 3, c->x, n, s);
     }
-    if (g->k_eq_v && v != c->k)
-        cudaMemcpyAsync(c->v, c->k, sizeof(float) * n * g4_layer_kv_dim(&c->cfg, l), cudaMemcpyDeviceToDevice, c->stream);
-}
-
-/* G4_DECODE_CHAIN=0: decode runs one launch per projection and residual step
- * instead of g4k_gemv_chain (for comparison and per-stage profiles). */
-static bool chain_wanted(int n) {
-    const char *e = getenv("G4_DECODE_CHAIN"); /* read per call: tests switch it */
-    return n <= GEMV_M && !(e && !strcmp(e, "0"));
-}
-
-/* Decode, after layer l's attention: o_proj, the residual step, gate/up +
- * GeGLU, down_proj, the residual step and layer l + 1's q/k/v (the last
- * layer: the final norm instead) as one persistent launch. The residual stream
- * alternates between c->h and c->h2 within it (every block reads the old h
- * while block 0 writes the new one). Returns false, with nothing launched,
- * where g4k_gemv_chain does not take the shapes. */
-static bool chain_rest_of_layer(g4_cuda *c, int l, int n) {
-    const g4_config *cfg = &c->cfg;
-    const layer_dev *d = &c->layers[l];
-    const bool last = l + 1 == cfg->n_layers;
-    g4k_chain_op ops[4] = {0};
-    ops[0] = (g4k_chain_op){.w = {d->o}, .y = {c->proj}, .n_mats = 1, .x = c->attn};
-    ops[1] = (g4k_chain_op){.w = {d->gate, d->up}, .y = {c->ffn}, .n_mats = 2, .geglu = 1, .proj = c->proj,
-                            .h_in = c->h, .h_out = c->h2, .w_post = d->post_attn_norm, .w_next = d->pre_ffn_norm,
-                            .scalar = 1.0f};
-    ops[2] = (g4k_chain_op){.w = {d->down}, .y = {c->proj}, .n_mats = 1, .x = c->ffn};
-    if (!last) {
-        const layer_dev *nd = &c->layers[l + 1];
-        const bool kv = cfg->layer[l + 1].k_eq_v;
-        ops[3] = (g4k_chain_op){.w = {nd->q, nd->k, nd->v}, .y = {c->q, c->k, c->v}, .n_mats = kv ? 2 : 3,
-                                .proj = c->proj, .h_in = c->h2, .h_out = c->h, .w_post = d->post_ffn_norm,
-                                .w_next = nd->input_norm, .scalar = d->layer_scalar};
+    mark(c, ST_QKV);
+    if (n <= GEMV_M) { /* decode: norms, RoPE, cache write and split-K attention in two launches */
+        g4k_attention_decode(&a, c->q, c->k, v, d->q_norm, d->k_norm, c->attn, c->attn_parts, pos0, n,
+                             c->max_context, s);
+    } else {
+        g4k_qkv_post(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, pos0, n, s);
+        mark(c, ST_QKV_POST);
+        g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, s);
     }
-    if (g4k_gemv_chain(ops, last ? 3 : 4, n, cfg->rms_eps, c->chain_sync, c->stream)) return false;
-    if (last)
-        g4k_residual_norm(c->h2, c->proj, 1, d->post_ffn_norm, d->layer_scalar, c->x, c->final_norm, n, cfg->hidden,
-                          cfg->rms_eps, c->stream);
-    mark(c, ST_CHAIN);
-    return true;
-}
-
-/* Layer l after attention, one launch per step: o, residual, gate/up, down, residual. */
-static void rest_of_layer(g4_cuda *c, int l, int n) {
-    const g4_config *cfg = &c->cfg;
-    const layer_dev *d = &c->layers[l];
-    cudaStream_t s = c->stream;
+    mark(c, ST_ATTN);
     /* o and down: split-K parts when one launch covers every token (decode) */
     const int splits = n <= GEMV_M ? SPLITS : 1;
     float *proj = c->proj;
@@ -569,29 +524,6 @@ static void rest_of_layer(g4_cuda *c, int l, int n) {
     mark(c, ST_RESID);
 }
 
-/* One decoder layer for n tokens. On entry c->x holds rms(h; input_norm), or
- * (qkv_done) the previous layer's chain has projected this one's q/k/v. On
- * exit c->x holds the next layer's normed input (or the final norm's output).
- * Returns whether this layer's chain projected the next layer's q/k/v. */
-static bool layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n, bool qkv_done) {
-    const layer_dev *d = &c->layers[l];
-    g4k_attn a = attn_geometry(c, seq, l);
-    project_qkv(c, l, n, qkv_done);
-    mark(c, ST_QKV);
-    if (n <= GEMV_M) { /* decode: norms, RoPE, cache write and split-K attention in two launches */
-        g4k_attention_decode(&a, c->q, c->k, v_input(c, l, n), d->q_norm, d->k_norm, c->attn, c->attn_parts, pos0, n,
-                             c->max_context, c->stream);
-    } else {
-        g4k_qkv_post(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, pos0, n, c->stream);
-        mark(c, ST_QKV_POST);
-        g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, c->stream);
-    }
-    mark(c, ST_ATTN);
-    if (chain_wanted(n) && chain_rest_of_layer(c, l, n)) return l + 1 < c->cfg.n_layers;
-    rest_of_layer(c, l, n);
-    return false;
-}
-
 /* Embedding through the final norm for n <= CHUNK tokens already in c->tokens. */
 static void stack_forward(g4_cuda *c, int seq, const int *pos0, int n) {
     const g4_config *cfg = &c->cfg;
@@ -599,8 +531,7 @@ static void stack_forward(g4_cuda *c, int seq, const int *pos0, int n) {
     mark(c, ST_EMBED);
     g4k_rmsnorm(c->x, c->h, c->layers[0].input_norm, n, cfg->hidden, cfg->rms_eps, c->stream);
     mark(c, ST_NORM);
-    bool qkv_done = false;
-    for (int l = 0; l < cfg->n_layers; l++) qkv_done = layer_forward(c, seq, l, pos0, n, qkv_done);
+    for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, seq, l, pos0, n);
 }
 
 static int logits_to_host(g4_cuda *c, int first_row, int n_rows, float *out, g4_err *err) {

@@ -37,17 +37,166 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda/gemv_tc.cuh"
+#include "cuda/common.cuh"
+#include "cuda/gemv_tc.h"
+
+#define TC_WARPS 8 /* warps per block */
 
 struct tc_args {
-    tc_mats w;
-    int M;
+    gemv_mat mat[3];
+    int n_mats;
+    int cols, M;
     int n_tiles;   /* 16-row tiles over all matrices (GeGLU: over gate; up is paired) */
     int kpw;       /* warps per tile (1, 2, 4, 8): the tile's k-steps split between them */
     int xs_stride; /* 16-bit elements per shared x row (cols + 8: rows start in other banks) */
     const float *x;
     float cap;
+    int tiled;     /* the matrices' layout: 1 = 16-row tiles (kernels.h), 0 = row-major */
 };
+
+template <bool FP8, int MODE>
+struct tc_cfg {
+    static constexpr int NA = MODE == G4K_TC_GEGLU ? 2 : 1; /* A tiles per warp (gate and up) */
+    static constexpr int P = NA == 2 ? 4 : 8;                /* k-steps of loads in flight per warp */
+    static constexpr int STEP_COLS = FP8 ? 64 : 32;          /* 16 bytes per lane per row */
+    static constexpr int BPT = FP8 ? 2 : 4;                  /* B columns per token */
+    static constexpr int XPARTS = FP8 ? 2 : 3;               /* parts of x kept in shared memory */
+};
+
+/* One warp's rows: the pointers already at lane (g, t)'s first bytes. */
+struct tc_job {
+    const uint8_t *lo[2], *hi[2]; /* row g and row g + 8 of each A tile */
+    const float *sc[2];           /* the tile's row of block scales (FP8) */
+    float *y;                     /* the output matrix (GeGLU: gate's) */
+    int row, rows;                /* first row of the tile in it, and its rows */
+};
+
+__device__ __forceinline__ tc_job tc_find(const tc_args &a, int tile, int g, int t, bool fp8, int n_a) {
+    int row = tile * 16, mi = 0;
+    if (a.n_mats > 1 && row >= a.mat[0].rows) { /* constant indices: the parameters stay out of local memory */
+        row -= a.mat[0].rows, mi = 1;
+        if (a.n_mats > 2 && row >= a.mat[1].rows) row -= a.mat[1].rows, mi = 2;
+    }
+    const gemv_mat &m = mi == 0 ? a.mat[0] : mi == 1 ? a.mat[1] : a.mat[2];
+    const size_t rowbytes = (size_t)a.cols * (fp8 ? 1 : 2);
+    const size_t nbc = (size_t)(a.cols + 127) / 128;
+    tc_job j;
+    j.y = m.y, j.row = row, j.rows = m.rows;
+    for (int i = 0; i < n_a; i++) { /* GeGLU: gate (mat 0) and up (mat 1) at the same rows */
+        const gemv_mat &mm = i == 0 ? m : a.mat[1];
+        if (a.tiled) { /* the tile's 16 rows are one run of 1 KB chunks; lane 4g + t's 32 bytes in each */
+            j.lo[i] = mm.w + (size_t)row * rowbytes + (g * 4 + t) * 32;
+            j.hi[i] = j.lo[i] + 16;
+        } else {
+            j.lo[i] = mm.w + (size_t)(row + g) * rowbytes + 16 * t;
+            j.hi[i] = j.lo[i] + 8 * rowbytes;
+        }
+        j.sc[i] = fp8 ? mm.scales + (size_t)(row / 128) * nbc : nullptr;
+    }
+    return j;
+}
+
+__device__ __forceinline__ void mma_f16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void mma_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Two E4M3 codes (the low 16 bits) -> an FP16 pair, exactly. */
+__device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t v) {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(v & 0xffffu), __NV_E4M3);
+    return (uint32_t)h.x | ((uint32_t)h.y << 16);
+}
+
+__device__ __forceinline__ uint32_t word(const uint4 &v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+/* One k-step of one A tile: acc += W[16 rows][step's columns] . B.
+ * FP8: word j of a row's 16 bytes is columns 16t + 4j .. + 3 -> MMA j;
+ * BF16: words 2j, 2j + 1 are columns 8t + 4j .. + 3 -> MMA j. */
+template <bool FP8>
+__device__ __forceinline__ void tc_step(float acc[4], const uint4 &lo, const uint4 &hi, const uint4 xb[2], float scale) {
+    if (FP8) {
+        float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const uint32_t wl = word(lo, j), wh = word(hi, j);
+            const uint32_t af[4] = {e4m3x2_to_f16x2(wl), e4m3x2_to_f16x2(wh), e4m3x2_to_f16x2(wl >> 16),
+                                    e4m3x2_to_f16x2(wh >> 16)};
+            mma_f16(part, af, word(xb[j / 2], 2 * (j % 2)), word(xb[j / 2], 2 * (j % 2) + 1));
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[i] += part[i] * scale;
+    } else {
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const uint32_t af[4] = {word(lo, 2 * j), word(hi, 2 * j), word(lo, 2 * j + 1), word(hi, 2 * j + 1)};
+            mma_bf16(acc, af, word(xb[0], 2 * j), word(xb[0], 2 * j + 1));
+        }
+    }
+}
+
+/* x[m][c] (fp32, global) -> shared parts: FP8 path rows 2m (hi), 2m + 1 (lo)
+ * in FP16; BF16 path rows 3m..3m+2 (hi, mid, lo) in BF16. */
+template <bool FP8>
+__device__ __forceinline__ void tc_store_x(const tc_args &a, uint16_t *xs, int i, float4 v4) {
+    constexpr int parts = FP8 ? 2 : 3;
+    const int m = i / (a.cols / 4), c = (i % (a.cols / 4)) * 4;
+    const float v[4] = {v4.x, v4.y, v4.z, v4.w};
+    uint16_t p[parts][4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        if (FP8) {
+            const float f = fminf(fmaxf(v[k], -65504.0f), 65504.0f); /* NaN stays NaN */
+            const __half h = __float2half_rn(f), l = __float2half_rn(f - __half2float(h));
+            p[0][k] = __half_as_ushort(h), p[1][k] = __half_as_ushort(l);
+        } else {
+            const __nv_bfloat16 h = __float2bfloat16_rn(v[k]);
+            const float r = v[k] - __bfloat162float(h);
+            const __nv_bfloat16 md = __float2bfloat16_rn(r), l = __float2bfloat16_rn(r - __bfloat162float(md));
+            p[0][k] = __bfloat16_as_ushort(h), p[1][k] = __bfloat16_as_ushort(md);
+            p[parts - 1][k] = __bfloat16_as_ushort(l);
+        }
+    }
+#pragma unroll
+    for (int q = 0; q < parts; q++) {
+        const uint2 packed = make_uint2(p[q][0] | ((uint32_t)p[q][1] << 16), p[q][2] | ((uint32_t)p[q][3] << 16));
+        *reinterpret_cast<uint2 *>(xs + (size_t)(m * parts + q) * a.xs_stride + c) = packed;
+    }
+}
+
+/* x[m][c] (fp32, global) -> shared parts: FP8 path rows 2m (hi), 2m + 1 (lo)
+ * in FP16; BF16 path rows 3m..3m+2 (hi, mid, lo) in BF16. Eight loads per
+ * thread go out before any is used: x comes from L2 and this is on the
+ * critical path after the PDL wait. */
+template <bool FP8>
+__device__ void tc_stage_x(const tc_args &a, uint16_t *xs) {
+    constexpr int B = 8;
+    const int quads = a.M * a.cols / 4;
+    const float4 *x4 = reinterpret_cast<const float4 *>(a.x);
+    for (int i0 = threadIdx.x; i0 < quads; i0 += B * blockDim.x) {
+        float4 v[B];
+#pragma unroll
+        for (int u = 0; u < B; u++)
+            if (i0 + u * (int)blockDim.x < quads) v[u] = x4[i0 + u * blockDim.x];
+#pragma unroll
+        for (int u = 0; u < B; u++)
+            if (i0 + u * (int)blockDim.x < quads) tc_store_x<FP8>(a, xs, i0 + u * blockDim.x, v[u]);
+    }
+}
+
+__device__ __forceinline__ float tc_epilogue(float v, float up, int mode, float cap) {
+    if (mode == G4K_TC_GEGLU) return g4k_gelu_tanh(v) * up;
+    if (mode == G4K_TC_SOFTCAP) return cap * tanhf(v / cap);
+    return v;
+}
 
 template <bool FP8, int MODE>
 __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
@@ -60,7 +209,7 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int tiles_per_block = TC_WARPS / a.kpw, part = warp % a.kpw, tib = warp / a.kpw;
     const int n_groups = (a.n_tiles + tiles_per_block - 1) / tiles_per_block;
-    const int n_steps = a.w.cols / C::STEP_COLS;
+    const int n_steps = a.cols / C::STEP_COLS;
     const int s_begin = part * n_steps / a.kpw, s_end = (part + 1) * n_steps / a.kpw;
     /* this lane's B column: which shared x row, or none (zero) */
     int xrow = -1;
@@ -68,7 +217,7 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     if (!FP8 && g / 4 < a.M && g % 4 < 3) xrow = (g / 4) * 3 + g % 4;
 
     uint4 buf[P][NA][2];
-    const int stride = a.w.tiled ? 1024 : 64; /* bytes from one k-step to the next */
+    const int stride = a.tiled ? 1024 : 64; /* bytes from one k-step to the next */
     auto load = [&](const tc_job &j, int slot, int s) {
 #pragma unroll
         for (int i = 0; i < NA; i++) {
@@ -83,11 +232,11 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     };
 
     int group = blockIdx.x, tile = group * tiles_per_block + tib;
-    tc_job job = tc_find(a.w, tile < a.n_tiles ? tile : 0, g, t, FP8, NA);
+    tc_job job = tc_find(a, tile < a.n_tiles ? tile : 0, g, t, FP8, NA);
     if (tile < a.n_tiles) prologue(job); /* weights do not depend on the previous kernel */
     g4k_wait_inputs();
     g4k_allow_next(); /* the grid is resident: the next kernel only gets what this one frees */
-    tc_stage_x<FP8>(a.x, a.M, a.w.cols, a.xs_stride, xs);
+    tc_stage_x<FP8>(a, xs);
     __syncthreads();
 
     for (; group < n_groups; group += gridDim.x) {
@@ -126,7 +275,7 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
         /* the next tile's first loads go out before this one's outputs are written */
         const int next_group = group + gridDim.x, next_tile = next_group * tiles_per_block + tib;
         if (next_group < n_groups && next_tile < a.n_tiles) {
-            job = tc_find(a.w, next_tile, g, t, FP8, NA);
+            job = tc_find(a, next_tile, g, t, FP8, NA);
             prologue(job);
         }
         if (a.kpw == 1) {
@@ -150,7 +299,7 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
             for (int p = 0; p < a.kpw; p++)
 #pragma unroll
                 for (int i = 0; i < NA; i++) sum[i] += red[(((ot * a.kpw + p) * NA + i) * 16 + r) * a.M + m];
-            const tc_job oj = tc_find(a.w, otile, 0, 0, FP8, 0);
+            const tc_job oj = tc_find(a, otile, 0, 0, FP8, 0);
             oj.y[(size_t)m * oj.rows + oj.row + r] = tc_epilogue(sum[0], sum[NA - 1], MODE, a.cap);
         }
         __syncthreads();
@@ -166,13 +315,22 @@ static bool tc_disabled(void) {
     return v;
 }
 
+/* Warps per tile: enough warps for ~2 blocks of 8 on every SM, while each
+ * keeps at least P k-steps to stream. */
+static int pick_kpw(int n_tiles, int n_steps, int P) {
+    const int target = 2 * TC_WARPS * g4k_sm_count() * 7 / 8;
+    int kpw = 1;
+    while (kpw < TC_WARPS && n_tiles * kpw < target && n_steps / (2 * kpw) >= P) kpw *= 2;
+    return kpw;
+}
+
 template <bool FP8, int MODE>
 static int launch_tc(tc_args &a, cudaStream_t s) {
     using C = tc_cfg<FP8, MODE>;
     auto kernel = gemv_tc_kernel<FP8, MODE>;
-    const int n_steps = a.w.cols / C::STEP_COLS;
-    a.kpw = tc_pick_kpw(a.n_tiles, n_steps, C::P);
-    a.xs_stride = a.w.cols + 8;
+    const int n_steps = a.cols / C::STEP_COLS;
+    a.kpw = pick_kpw(a.n_tiles, n_steps, C::P);
+    a.xs_stride = a.cols + 8;
     const size_t smem = (size_t)C::XPARTS * a.M * a.xs_stride * 2 + (size_t)TC_WARPS * C::NA * 16 * a.M * 4;
     if (smem > 200 * 1024) return 1;
     static size_t smem_set = 48 * 1024;
@@ -216,12 +374,12 @@ int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x
     if (w[0].cols % (fp8 ? 64 : 32) != 0) return 1;
     if (mode == G4K_TC_SOFTCAP && !(cap > 0.0f)) mode = G4K_TC_PLAIN;
     tc_args a = {};
-    a.w.n_mats = n_mats, a.w.cols = w[0].cols, a.cap = cap, a.w.tiled = tiled;
+    a.n_mats = n_mats, a.cols = w[0].cols, a.cap = cap, a.tiled = tiled;
     int rows = 0;
     for (int i = 0; i < n_mats; i++) {
         if (w[i].rows % 16 || w[i].fp8 != w[0].fp8 || w[i].cols != w[0].cols || w[i].tiled != w[0].tiled)
             return 1;
-        a.w.mat[i] = {static_cast<const uint8_t *>(w[i].data), w[i].scales, w[i].rows, y[i]};
+        a.mat[i] = {static_cast<const uint8_t *>(w[i].data), w[i].scales, w[i].rows, y[i]};
         rows += w[i].rows;
     }
     if (mode == G4K_TC_GEGLU) { /* tiles over gate; up rides along */
@@ -232,9 +390,9 @@ int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x
     for (int m0 = 0; m0 < M; m0 += per_pass) {
         tc_args pass = a;
         pass.M = M - m0 < per_pass ? M - m0 : per_pass;
-        pass.x = x + (size_t)m0 * a.w.cols;
+        pass.x = x + (size_t)m0 * a.cols;
         for (int i = 0; i < n_mats; i++)
-            if (pass.w.mat[i].y) pass.w.mat[i].y += (size_t)m0 * w[i].rows;
+            if (pass.mat[i].y) pass.mat[i].y += (size_t)m0 * w[i].rows;
         if (launch_mode(pass, fp8, mode, s)) return m0 ? -1 : 1;
     }
     return 0;

@@ -57,30 +57,6 @@ int g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float
 void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                     g4_stream stream);
 
-/* A decode layer's projections after attention chained in one persistent launch
- * (gemv_chain.cu): op k is a GEMV whose input is op k - 1's output, with a
- * grid-wide barrier between them instead of a kernel boundary.
- * An op: PLAIN, y_i = x W_i^T for up to 3 matrices of the same cols (q, k, v), or
- * GeGLU (geglu = 1, n_mats = 2: w[0] gate, w[1] up, y[0] = gelu(x gate^T) * (x up^T)).
- * Its input is x ([M][cols] fp32) or, with proj set, the sandwich norm's residual step
- * (cols = hidden): h_out = (h_in + rms(proj; w_post)) * scalar, x = rms(h_out; w_next),
- * h_out written in full (h_out != h_in). Every matrix FP8, tiled (g4_dmatrix), rows % 16
- * == 0, cols % 128 == 0; M <= 4 within the shared memory (M = 2 at cols 15360).
- * sync: 2 device words, zero before the first call, used by one chain at a time.
- * Returns 0 when launched, 1 when the ops or M are not for this kernel (nothing launched:
- * run the projections one launch each). The grid must have the GPU to itself. */
-#define G4K_CHAIN_MAX_OPS 6
-typedef struct {
-    g4_dmatrix w[3];
-    float *y[3];
-    int n_mats, geglu;
-    const float *x;
-    const float *proj, *h_in, *w_post, *w_next;
-    float *h_out;
-    float scalar;
-} g4k_chain_op;
-int g4k_gemv_chain(const g4k_chain_op *ops, int n_ops, int M, float eps, unsigned *sync, g4_stream stream);
-
 /* Prefill GEMM on tensor cores for M > 8 (any M >= 1 works): y[m][r] = sum_c x[m][c] W[r][c],
  * x fp32 [M][cols], y fp32 [M][rows]. FP8 or BF16 weights stay as they are in memory; x is
  * rounded to FP16 once (rel. error ~2e-4). Uses process-wide scratch that grows on demand

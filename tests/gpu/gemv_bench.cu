@@ -185,51 +185,6 @@ int main() {
         }, 1);
     };
     const double chain_us = chain(false), chain_norms_us = chain(true);
-    /* the same work as chain(true) with each layer's o .. next q/k/v in one persistent launch
-     * (g4k_gemv_chain); -1 where the chain refuses the shapes (row-major weights) */
-    float *h2, *ffn, *attn;
-    unsigned *sync;
-    CK(cudaMalloc(&h2, sizeof(float) * H));
-    CK(cudaMalloc(&ffn, sizeof(float) * F));
-    CK(cudaMalloc(&attn, sizeof(float) * 8192));
-    CK(cudaMemcpy(ffn, hx.data(), sizeof(float) * F, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(attn, hx.data(), sizeof(float) * 8192, cudaMemcpyHostToDevice));
-    CK(cudaMalloc(&sync, 8));
-    CK(cudaMemset(sync, 0, 8));
-    /* variants: one launch per layer (barriers between the ops) or one launch per op
-     * (kernel boundaries), with the residual steps in the chain or x read as it is */
-    bool chained_ok = true;
-    auto persistent = [&](bool one_launch, bool residual) {
-        return time_us(s, [&] {
-            const g4_dmatrix q0[3] = {qs, ks, vs};
-            g4k_gemv(q0, y, 3, x, 1, s);
-            for (int l = 0; l < 48; l++) {
-                const bool full = l % 6 == 5, next_full = (l + 1) % 6 == 5, last = l == 47;
-                g4k_chain_op ops[4] = {};
-                ops[0].w[0] = full ? of : os, ops[0].y[0] = y[0], ops[0].n_mats = 1, ops[0].x = attn;
-                ops[1].w[0] = gate, ops[1].w[1] = up, ops[1].y[0] = ffn, ops[1].n_mats = 2, ops[1].geglu = 1;
-                ops[2].w[0] = down, ops[2].y[0] = y[0], ops[2].n_mats = 1, ops[2].x = ffn;
-                ops[3].n_mats = next_full ? 2 : 3;
-                ops[3].w[0] = next_full ? qf : qs, ops[3].w[1] = next_full ? kf : ks, ops[3].w[2] = vs;
-                ops[3].y[0] = y[1], ops[3].y[1] = y[2], ops[3].y[2] = y[2] + 4096;
-                if (residual) {
-                    ops[1].proj = y[0], ops[1].h_in = h, ops[1].h_out = h2, ops[1].w_post = w_norm, ops[1].w_next = w_norm;
-                    ops[3].proj = y[0], ops[3].h_in = h2, ops[3].h_out = h, ops[3].w_post = w_norm, ops[3].w_next = w_norm;
-                    ops[1].scalar = ops[3].scalar = 1.0f;
-                } else {
-                    ops[1].x = x, ops[3].x = x;
-                }
-                const int n_ops = last ? 3 : 4;
-                if (one_launch) chained_ok = chained_ok && g4k_gemv_chain(ops, n_ops, 1, 1e-6f, sync, s) == 0;
-                else
-                    for (int k = 0; k < n_ops; k++) chained_ok = chained_ok && g4k_gemv_chain(&ops[k], 1, 1, 1e-6f, sync, s) == 0;
-                if (last) g4k_residual_norm(h2, y[0], 1, w_norm, 1.0f, x, w_norm, 1, H, 1e-6f, s);
-            }
-            g4k_lm_head(y[0], x, &head, 1, 30.0f, s);
-        }, 1);
-    };
-    const double pers_us[4] = {persistent(true, true), persistent(false, true), persistent(true, false),
-                               persistent(false, false)};
     double us = 0, bytes = 0;
     for (const row &r : rows) us += r.us * r.count, bytes += (double)r.bytes * r.count;
     printf("one step's projections: %.3f ms for %.2f GB = %.0f GB/s; the read would take %.3f ms (%.1f %%)\n", us / 1e3,
@@ -238,13 +193,5 @@ int main() {
            bytes / (chain_us * 1e3), 100.0 * bytes / floor_gbs / 1e3 / chain_us);
     printf("chained with the 96 residual norms of a decode step: %.3f ms (%.2f us per norm)\n", chain_norms_us / 1e3,
            (chain_norms_us - chain_us) / 96);
-    const char *pers_names[4] = {"one launch per layer, residual steps inside", "one launch per op, residual steps inside",
-                                 "one launch per layer, no residual steps", "one launch per op, no residual steps"};
-    if (chained_ok)
-        for (int i = 0; i < 4; i++)
-            printf("g4k_gemv_chain, %-44s %.3f ms (%.1f %% of the read)\n", pers_names[i], pers_us[i] / 1e3,
-                   100.0 * bytes / floor_gbs / 1e3 / pers_us[i]);
-    else
-        printf("g4k_gemv_chain refused these shapes (row-major weights?)\n");
     return 0;
 }
