@@ -839,7 +839,9 @@ extern "C" void g4k_attention_decode(const g4k_attn *a, float *q, float *k, floa
                                      int max_context, g4_stream s) {
     assert(!a->ring || (a->window > 0 && a->ring >= a->window + M - 1)); /* the ring contract (kernels.h) */
     if (!decode_fast(a, M)) {
-        g4k_qkv_post(a, q, k, v, q_norm, k_norm, pos0, M, s);
+        const int q_dim = a->n_heads * a->head_dim, kv_dim = a->n_kv_heads * a->head_dim;
+        const g4k_qkv_in in = {q, k, v, q_dim, kv_dim, kv_dim};
+        g4k_qkv_post(a, &in, q, q_norm, k_norm, pos0, M, s);
         g4k_attention(a, q, o, pos0, M, max_context, s);
         return;
     }

@@ -336,6 +336,12 @@ g4_cuda *g4_cuda_create(const g4_weights *w, g4_kv_dtype kv, int max_seqs, int m
         g4_errorf(err, "CUDA: no GPU found (use --device cpu)");
         return NULL;
     }
+    for (int l = 0; l < w->cfg.n_layers; l++)
+        if (w->cfg.layer[l].head_dim > G4K_MAX_HEAD_DIM) {
+            g4_errorf(err, "CUDA: layer %d: head_dim %d is above the %d the GPU kernels take (use --device cpu)", l,
+                      w->cfg.layer[l].head_dim, G4K_MAX_HEAD_DIM);
+            return NULL;
+        }
     g4_cuda *c = calloc(1, sizeof *c);
     c->cfg = w->cfg;
     c->kv_dtype = kv == G4_KV_F32 ? G4K_KV_F32 : kv == G4_KV_BF16 ? G4K_KV_BF16 : G4K_KV_FP8;
@@ -455,15 +461,29 @@ static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cu
                        n - t < GEMV_M ? n - t : GEMV_M, s);
 }
 
-/* Prefill q/k/v as one GEMM over the concatenated matrix into c->attn (free
- * until attention), then each part's columns to c->q, c->k, c->v; k == v
- * layers get v as a copy of k's columns, as the prefill kernels work in place. */
-static void project_qkv_concat(g4_cuda *c, const layer_dev *d, bool k_eq_v, int n) {
-    g4k_gemm(&d->qkv, c->attn, c->x, n, c->stream);
-    const int q = d->q.rows, k = d->k.rows, v = d->v.data && !k_eq_v ? d->v.rows : 0;
-    float *const dst[3] = {c->q, c->k, c->v};
-    const int col[3] = {0, q, v ? q + k : q}, width[3] = {q, k, v ? v : k};
-    g4k_copy_columns(c->attn, d->qkv.rows, n, dst, col, width, 3, c->stream);
+/* The raw q, k and v of layer l for n tokens from c->x = rms(h; input_norm):
+ * prefill as one GEMM over the concatenated matrix into c->attn (free until
+ * attention; g4k_qkv_post reads the three column ranges in place), else one
+ * GEMV/GEMM per matrix into c->q, c->k, c->v. k == v layers: v is k's output. */
+static g4k_qkv_in project_qkv(g4_cuda *c, int l, int n) {
+    const layer_dev *d = &c->layers[l];
+    const bool k_eq_v = c->cfg.layer[l].k_eq_v;
+    const int q_dim = d->q.rows, kv_dim = d->k.rows;
+    if (prefill_qkv_concat(d, n)) {
+        g4k_gemm(&d->qkv, c->attn, c->x, n, c->stream);
+        const int ld = d->qkv.rows;
+        return (g4k_qkv_in){c->attn, c->attn + q_dim, c->attn + (k_eq_v ? q_dim : q_dim + kv_dim), ld, ld, ld};
+    }
+    if (k_eq_v) {
+        g4_dmatrix qk[2] = {d->q, d->k};
+        float *ys[2] = {c->q, c->k};
+        gemv_tokens(qk, ys, 2, c->x, n, c->stream);
+        return (g4k_qkv_in){c->q, c->k, c->k, q_dim, kv_dim, kv_dim};
+    }
+    g4_dmatrix qkv[3] = {d->q, d->k, d->v};
+    float *ys[3] = {c->q, c->k, c->v};
+    gemv_tokens(qkv, ys, 3, c->x, n, c->stream);
+    return (g4k_qkv_in){c->q, c->k, c->v, q_dim, kv_dim, kv_dim};
 }
 
 /* One decoder layer for n tokens; c->x holds rms(h; input_norm) on entry and
@@ -471,33 +491,16 @@ static void project_qkv_concat(g4_cuda *c, const layer_dev *d, bool k_eq_v, int 
 static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     const g4_config *cfg = &c->cfg;
     const layer_dev *d = &c->layers[l];
-    const g4_layer_geom *g = &cfg->layer[l];
     cudaStream_t s = c->stream;
     g4k_attn a = attn_geometry(c, seq, l);
-    /* K==V layers: V is the raw k_proj output. The fused decode attention only
-     * reads its inputs at these head dims (kernels.h), so it takes k itself;
-     * elsewhere v gets a copy, as the kernels work in place. */
-    const bool reads_only = n <= GEMV_M && (g->head_dim == 128 || g->head_dim == 256 || g->head_dim == 512);
-    float *v = g->k_eq_v && reads_only ? c->k : c->v;
-    const size_t kv_bytes = sizeof(float) * n * g4_layer_kv_dim(cfg, l);
-    if (prefill_qkv_concat(d, n)) {
-        project_qkv_concat(c, d, g->k_eq_v, n);
-    } else if (g->k_eq_v) {
-        g4_dmatrix qk[2] = {d->q, d->k};
-        float *ys[2] = {c->q, c->k};
-        gemv_tokens(qk, ys, 2, c->x, n, s);
-        if (v != c->k) cudaMemcpyAsync(c->v, c->k, kv_bytes, cudaMemcpyDeviceToDevice, s);
-    } else {
-        g4_dmatrix qkv[3] = {d->q, d->k, d->v};
-        float *ys[3] = {c->q, c->k, c->v};
-        gemv_tokens(qkv, ys, 3, c->x, n, s);
-    }
+    const g4k_qkv_in in = project_qkv(c, l, n);
     mark(c, ST_QKV);
     if (n <= GEMV_M) { /* decode: norms, RoPE, cache write and split-K attention in two launches */
+        float *v = cfg->layer[l].k_eq_v ? c->k : c->v; /* what project_qkv left in `in` */
         g4k_attention_decode(&a, c->q, c->k, v, d->q_norm, d->k_norm, c->attn, c->attn_parts, pos0, n,
                              c->max_context, s);
     } else {
-        g4k_qkv_post(&a, c->q, c->k, c->v, d->q_norm, d->k_norm, pos0, n, s);
+        g4k_qkv_post(&a, &in, c->q, d->q_norm, d->k_norm, pos0, n, s);
         mark(c, ST_QKV_POST);
         g4k_attention(&a, c->q, c->attn, pos0, n, c->max_context, s);
     }

@@ -79,13 +79,6 @@ void g4k_rmsnorm(float *out, const float *x, const float *w, int M, int n, float
 void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
                        const float *w_next, int M, int n, float eps, g4_stream stream);
 
-/* dst_i[m][j] = src[m * ld + col_i + j], j < width_i, for M rows and n_parts <= 4
- * parts (the q/k/v columns of the fused prefill projection; a part may repeat
- * columns: v = k). col_i, width_i and ld multiples of 4; 16-byte aligned pointers. */
-#define G4K_MAX_COLUMN_PARTS 4
-void g4k_copy_columns(const float *src, int ld, int M, float *const *dst, const int *col, const int *width,
-                      int n_parts, g4_stream stream);
-
 /* h[m] = E[tok[m]] * scale (E BF16 [vocab][n], row-major or tiled). */
 void g4k_embed(float *h, const g4_dmatrix *E, const int32_t *tokens, int M, float scale, g4_stream stream);
 
@@ -107,11 +100,22 @@ typedef struct {
     void *k_cache, *v_cache; /* this sequence's rows: [ring ? ring : max_context][n_kv_heads * head_dim] */
 } g4k_attn;
 
-/* For M tokens at positions *pos0 + m: q/k norm + RoPE in place, weightless
- * v norm, and the K/V rows written to the cache. pos0 is a device pointer so
- * that a captured graph can be replayed at the next position. */
-void g4k_qkv_post(const g4k_attn *a, float *q, float *k, float *v, const float *q_norm, const float *k_norm,
-                  const int *pos0, int M, g4_stream stream);
+/* Where the raw q, k and v projections of M tokens are: token m's q at q + m * ld_q,
+ * and so on. Three buffers, or the fused q/k/v GEMM's [M][ld] output at three column
+ * offsets (then ld_q = ld_k = ld_v = ld); v may equal k (k == v layers). */
+typedef struct {
+    const float *q, *k, *v;
+    int ld_q, ld_k, ld_v;
+} g4k_qkv_in;
+
+/* For M tokens at positions *pos0 + m: q/k RMSNorm (q_norm, k_norm) + RoPE and the
+ * weightless v norm; q written to q_out [M][n_heads * head_dim] (may be in->q: each
+ * head is read before it is written), the K/V rows to the cache; in is only read. pos0
+ * is a device pointer so that a captured graph can be replayed at the next position.
+ * Returns -1 (nothing launched) for an odd head_dim or one above G4K_MAX_HEAD_DIM. */
+#define G4K_MAX_HEAD_DIM 1024
+int g4k_qkv_post(const g4k_attn *a, const g4k_qkv_in *in, float *q_out, const float *q_norm, const float *k_norm,
+                 const int *pos0, int M, g4_stream stream);
 
 /* o[m][h] = softmax(q[m][h] . K^T) V over the visible keys (scale 1.0), q already
  * post-processed and the M new rows already in the cache (g4k_qkv_post). M <= 8: one
@@ -130,10 +134,8 @@ void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0,
  * last block of each head group merges them in one launch; =v1: the first kernels). pos0 is a device
  * pointer; the grid depends only on M, max_context and the geometry, so the call
  * can be captured in a graph and replayed at later positions.
- *   q [M][n_heads*hd], k, v [M][n_kv_heads*hd]: raw projections (for k_eq_v, v holds a
- *     copy of the raw k). Their contents are unspecified after the call. The fast path
- *     (head_dim 128, 256 or 512, M <= 8) only reads them, so there v may be k itself;
- *     the generic fallback works in place and needs three distinct buffers.
+ *   q [M][n_heads*hd], k, v [M][n_kv_heads*hd]: raw projections, only read (v may be k
+ *     itself for k_eq_v), except that the fallback path writes the post-processed q to q.
  *   o [M][n_heads*hd]: the attention output.
  *   scratch: g4k_attention_decode_scratch(a, M, max_context) bytes of device memory for
  *     the splits' partial results; needs no initialization, may be shared by layers run

@@ -1,7 +1,6 @@
 /* Row-wise kernels of the forward pass: embedding, RMSNorm, the sandwich-norm
- * residual update, the column split of the fused q/k/v projection, and the
- * per-head q/k/v post-processing (norms, RoPE, the KV-cache write). One block
- * per row (or per head). CPU references:
+ * residual update (one block per row), and the per-head q/k/v post-processing
+ * (norms, RoPE, the KV-cache write; one warp per head). CPU references:
  * cpu_rmsnorm, cpu_rope and the loops of src/cpu/forward.c. */
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
@@ -147,98 +146,122 @@ extern "C" void g4k_embed(float *h, const g4_dmatrix *E, const int32_t *tokens, 
                E->tiled, scale);
 }
 
-/* dst_i[m][j] = src[m * ld + col_i + j] for j < width_i: one launch for every
- * part. It replaced three cudaMemcpy2D and a k -> v copy per layer: the
- * prefill's q/k/v stage went from 2.45 to 2.09 ms at 145 tokens (perf log). */
-struct column_parts {
-    float *dst[G4K_MAX_COLUMN_PARTS];
-    int col[G4K_MAX_COLUMN_PARTS], width[G4K_MAX_COLUMN_PARTS];
-    int n;
-};
-
-__global__ void copy_columns_kernel(const float *src, int ld, column_parts p) {
-    g4k_wait_inputs();
-    g4k_allow_next();
-    const float *row = src + (size_t)blockIdx.x * ld;
-    for (int i = 0; i < p.n; i++) {
-        const float4 *from = reinterpret_cast<const float4 *>(row + p.col[i]);
-        float4 *to = reinterpret_cast<float4 *>(p.dst[i] + (size_t)blockIdx.x * p.width[i]);
-        for (int j = threadIdx.x; j < p.width[i] / 4; j += blockDim.x) to[j] = from[j];
-    }
-}
-
-extern "C" void g4k_copy_columns(const float *src, int ld, int M, float *const *dst, const int *col, const int *width,
-                                 int n_parts, g4_stream s) {
-    column_parts p = {};
-    p.n = n_parts < G4K_MAX_COLUMN_PARTS ? n_parts : G4K_MAX_COLUMN_PARTS;
-    for (int i = 0; i < p.n; i++) p.dst[i] = dst[i], p.col[i] = col[i], p.width[i] = width[i];
-    g4k_launch(copy_columns_kernel, M, ROW_THREADS, 0, s, src, ld, p);
-}
-
 /* ------------------------------------------------------------ q/k/v heads */
 
-/* RMS-normalize one head in place (w NULL: weightless), then rotate-half RoPE
- * over the first `pairs` frequency slots. blockDim.x >= head_dim / 2. */
-__device__ void norm_rope_head(float *x, const float *w, int hd, int pairs, float theta, int pos, float eps,
-                               float *red) {
-    const float inv = rms_inv(x, hd, eps, red);
-    const int half = hd / 2, i = threadIdx.x;
-    float a = 0.0f, b = 0.0f;
-    if (i < half) {
-        a = x[i] * inv * (w ? w[i] : 1.0f);
-        b = x[i + half] * inv * (w ? w[i + half] : 1.0f);
+/* One warp per (token, head): a query head (RMSNorm with q_norm, RoPE, into
+ * q_out) or a KV head (k: RMSNorm with k_norm and RoPE; v: weightless RMSNorm;
+ * both into the cache). Lane l holds elements l + 32e of each half of the head
+ * (E = ceil(hd / 64) per half), so the warp's loads are contiguous and the
+ * rotate-half pairs (i, i + hd/2) sit in one lane; the norm is a warp sum, no
+ * block barrier. The prefill ran one block per head before (9-12 us per layer
+ * at 145 tokens, perf log); it reads the fused q/k/v GEMM's output in place,
+ * which also drops the column split that copied it into q, k and v. */
+template <int E>
+struct head_vals {
+    float lo[E], hi[E]; /* elements lane + 32e and hd/2 + lane + 32e */
+};
+
+template <int E>
+__device__ __forceinline__ head_vals<E> load_head(const float *x, int half) {
+    head_vals<E> v;
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        const int i = threadIdx.x % 32 + 32 * e;
+        v.lo[e] = i < half ? x[i] : 0.0f;
+        v.hi[e] = i < half ? x[half + i] : 0.0f;
     }
-    __syncthreads(); /* every thread has read x before anyone writes */
-    if (i < half) {
+    return v;
+}
+
+/* x = rms(x; w) (w NULL: weightless), then RoPE over the first `pairs` slots,
+ * the formulas of the CPU's cpu_rmsnorm and cpu_rope. */
+template <int E>
+__device__ __forceinline__ void norm_rope(head_vals<E> &v, const float *w, int hd, int pairs, float theta, int pos,
+                                          float eps) {
+    const int half = hd / 2;
+    float ss = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; e++) ss += v.lo[e] * v.lo[e] + v.hi[e] * v.hi[e];
+    const float inv = 1.0f / sqrtf(g4k_warp_sum(ss) / hd + eps);
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        const int i = threadIdx.x % 32 + 32 * e;
+        if (i >= half) continue;
+        float a = v.lo[e] * inv * (w ? w[i] : 1.0f), b = v.hi[e] * inv * (w ? w[half + i] : 1.0f);
         if (i < pairs) {
             const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-            const float angle = (float)pos * inv_freq;
             float sn, cs;
-            sincosf(angle, &sn, &cs);
+            sincosf((float)pos * inv_freq, &sn, &cs);
             const float ra = a * cs - b * sn, rb = b * cs + a * sn;
             a = ra, b = rb;
         }
-        x[i] = a;
-        x[i + half] = b;
+        v.lo[e] = a, v.hi[e] = b;
     }
 }
 
-__device__ void store_kv_row(void *cache, g4k_kv_dtype dt, size_t off, const float *x, int n, float scale) {
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        if (dt == G4K_KV_F32) static_cast<float *>(cache)[off + i] = x[i];
-        else if (dt == G4K_KV_BF16) static_cast<uint16_t *>(cache)[off + i] = g4k_f32_to_bf16(x[i]);
-        else static_cast<uint8_t *>(cache)[off + i] = g4k_f32_to_fp8(x[i] / scale);
+template <int E>
+__device__ __forceinline__ void store_head(float *x, const head_vals<E> &v, int half) {
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        const int i = threadIdx.x % 32 + 32 * e;
+        if (i < half) x[i] = v.lo[e], x[half + i] = v.hi[e];
     }
 }
 
-/* grid (M, n_heads + n_kv_heads): a query head, or a KV head (k and v). */
-__global__ void qkv_post_kernel(g4k_attn a, float *q, float *k, float *v, const float *q_norm, const float *k_norm,
-                                const int *pos0) {
-    __shared__ float red[32];
+__device__ __forceinline__ void store_kv(void *cache, g4k_kv_dtype dt, size_t off, float x, float scale) {
+    if (dt == G4K_KV_F32) static_cast<float *>(cache)[off] = x;
+    else if (dt == G4K_KV_BF16) static_cast<uint16_t *>(cache)[off] = g4k_f32_to_bf16(x);
+    else static_cast<uint8_t *>(cache)[off] = g4k_f32_to_fp8(x / scale);
+}
+
+template <int E>
+__device__ __forceinline__ void store_head_kv(void *cache, const g4k_attn &a, size_t off, const head_vals<E> &v,
+                                              int half, float scale) {
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        const int i = threadIdx.x % 32 + 32 * e;
+        if (i < half) store_kv(cache, a.kv_dtype, off + i, v.lo[e], scale), store_kv(cache, a.kv_dtype, off + half + i, v.hi[e], scale);
+    }
+}
+
+#define POST_WARPS 8
+
+template <int E>
+__global__ void __launch_bounds__(32 * POST_WARPS) qkv_post_kernel(g4k_attn a, g4k_qkv_in in, float *q_out,
+                                                                   const float *q_norm, const float *k_norm,
+                                                                   const int *pos0, int M) {
     g4k_wait_inputs();
     g4k_allow_next();
-    const int m = blockIdx.x, head = blockIdx.y, hd = a.head_dim, pos = *pos0 + m;
-    const int q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd;
+    const int heads = a.n_heads + a.n_kv_heads, item = blockIdx.x * POST_WARPS + threadIdx.x / 32;
+    if (item >= M * heads) return;
+    const int m = item / heads, head = item % heads, hd = a.head_dim, half = hd / 2, pos = *pos0 + m;
     if (head < a.n_heads) {
-        norm_rope_head(q + (size_t)m * q_dim + head * hd, q_norm, hd, a.rope_pairs, a.rope_theta, pos, a.eps, red);
+        head_vals<E> q = load_head<E>(in.q + (size_t)m * in.ld_q + head * hd, half);
+        norm_rope<E>(q, q_norm, hd, a.rope_pairs, a.rope_theta, pos, a.eps);
+        store_head<E>(q_out + ((size_t)m * a.n_heads + head) * hd, q, half);
         return;
     }
     const int j = head - a.n_heads;
-    float *kr = k + (size_t)m * kv_dim + j * hd, *vr = v + (size_t)m * kv_dim + j * hd;
-    norm_rope_head(kr, k_norm, hd, a.rope_pairs, a.rope_theta, pos, a.eps, red);
-    __syncthreads();
-    norm_rope_head(vr, nullptr, hd, 0, 1.0f, pos, a.eps, red); /* weightless v_norm, no RoPE */
-    __syncthreads();
-    const size_t off = (size_t)(a.ring ? pos % a.ring : pos) * kv_dim + j * hd;
-    store_kv_row(a.k_cache, a.kv_dtype, off, kr, hd, a.k_scale);
-    store_kv_row(a.v_cache, a.kv_dtype, off, vr, hd, a.v_scale);
+    head_vals<E> k = load_head<E>(in.k + (size_t)m * in.ld_k + j * hd, half);
+    head_vals<E> v = load_head<E>(in.v + (size_t)m * in.ld_v + j * hd, half);
+    norm_rope<E>(k, k_norm, hd, a.rope_pairs, a.rope_theta, pos, a.eps);
+    norm_rope<E>(v, nullptr, hd, 0, 1.0f, pos, a.eps); /* weightless v_norm, no RoPE */
+    const size_t off = (size_t)(a.ring ? pos % a.ring : pos) * a.n_kv_heads * hd + (size_t)j * hd;
+    store_head_kv<E>(a.k_cache, a, off, k, half, a.k_scale);
+    store_head_kv<E>(a.v_cache, a, off, v, half, a.v_scale);
 }
 
-extern "C" void g4k_qkv_post(const g4k_attn *a, float *q, float *k, float *v, const float *q_norm,
-                             const float *k_norm, const int *pos0, int M, g4_stream s) {
-    int threads = a->head_dim / 2;
-    threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
-    g4k_launch(qkv_post_kernel, dim3(M, a->n_heads + a->n_kv_heads), threads, 0, s, *a, q, k, v, q_norm, k_norm, pos0);
+extern "C" int g4k_qkv_post(const g4k_attn *a, const g4k_qkv_in *in, float *q_out, const float *q_norm,
+                            const float *k_norm, const int *pos0, int M, g4_stream s) {
+    const int hd = a->head_dim, items = M * (a->n_heads + a->n_kv_heads);
+    const dim3 grid((items + POST_WARPS - 1) / POST_WARPS), block(32 * POST_WARPS);
+    if (hd <= 0 || hd % 2 || hd > G4K_MAX_HEAD_DIM || M <= 0) return -1;
+    if (hd <= 64) g4k_launch(qkv_post_kernel<1>, grid, block, 0, s, *a, *in, q_out, q_norm, k_norm, pos0, M);
+    else if (hd <= 128) g4k_launch(qkv_post_kernel<2>, grid, block, 0, s, *a, *in, q_out, q_norm, k_norm, pos0, M);
+    else if (hd <= 256) g4k_launch(qkv_post_kernel<4>, grid, block, 0, s, *a, *in, q_out, q_norm, k_norm, pos0, M);
+    else if (hd <= 512) g4k_launch(qkv_post_kernel<8>, grid, block, 0, s, *a, *in, q_out, q_norm, k_norm, pos0, M);
+    else g4k_launch(qkv_post_kernel<16>, grid, block, 0, s, *a, *in, q_out, q_norm, k_norm, pos0, M);
+    return 0;
 }
 
 __global__ void record_advance_kernel(int *pos, const int32_t *token, int32_t *hist) {

@@ -19,6 +19,8 @@
  *    from the GPU's only by fp32 rounding in q's norm and RoPE (the RoPE angle
  *    pos * inv_freq alone carries ~5e-4 rad of rounding at position 8192), so
  *    errors of 1e-5..1e-3 are expected; TOL = 5e-3 with |o| ~ 1.
+ * Prefill cases at pos0 1000 read q, k and v packed in one matrix, as the fused
+ * q/k/v GEMM leaves them, the others from three buffers.
  * Shapes: the 12B's sliding (16 q heads, 8 KV heads, head_dim 256, window 1024,
  * with ring = window + 512 and linear) and full layers (1 KV head, head_dim 512,
  * k_eq_v, partial RoPE), plus head_dim 128 (the decode kernel's widest query
@@ -170,8 +172,12 @@ static const int MAX_CONTEXT = 8200;
 
 /* One case: M tokens at positions pos0.. of layer kind k, cache dtype dt,
  * ring rows (0: linear); decode (g4k_attention_decode) or prefill
- * (g4k_qkv_post + g4k_attention). */
-static void run_case(const kind &k, int dt, int ring, int pos0, int M, bool decode) {
+ * (g4k_qkv_post + g4k_attention). Prefill reads the raw q, k, v from three
+ * buffers (v = k itself for k_eq_v), or (packed) from one [M][q | k | v]
+ * matrix as the fused q/k/v GEMM leaves them (q | k for k_eq_v), with q
+ * written to a buffer poisoned with NaN. */
+static dbuf d_pack;
+static void run_case(const kind &k, int dt, int ring, int pos0, int M, bool decode, bool packed = false) {
     const int hd = k.hd, q_dim = k.n_heads * hd, kv_dim = k.n_kv * hd, group = k.n_heads / k.n_kv;
     const int rows = ring ? ring : MAX_CONTEXT;
     const float eps = 1e-6f;
@@ -216,7 +222,21 @@ static void run_case(const kind &k, int dt, int ring, int pos0, int M, bool deco
         CK(cudaMemset(dscr, 0xff, scr));
         g4k_attention_decode(&a, dq, dk, dv, dqn, dkn, dout, dscr, dpos, M, MAX_CONTEXT, g_s);
     } else {
-        g4k_qkv_post(&a, dq, dk, dv, dqn, dkn, dpos, M, g_s);
+        g4k_qkv_in in = {dq, dk, k.k_eq_v ? dk : dv, q_dim, kv_dim, kv_dim};
+        if (packed) {
+            const int ld = q_dim + (k.k_eq_v ? 1 : 2) * kv_dim;
+            std::vector<float> pack((size_t)M * ld);
+            for (int m = 0; m < M; m++) {
+                memcpy(&pack[(size_t)m * ld], &q[(size_t)m * q_dim], q_dim * 4);
+                memcpy(&pack[(size_t)m * ld + q_dim], &kr[(size_t)m * kv_dim], kv_dim * 4);
+                if (!k.k_eq_v) memcpy(&pack[(size_t)m * ld + q_dim + kv_dim], &vr[(size_t)m * kv_dim], kv_dim * 4);
+            }
+            float *dp = (float *)d_pack.get(pack.size() * 4);
+            CK(cudaMemcpy(dp, pack.data(), pack.size() * 4, cudaMemcpyHostToDevice));
+            CK(cudaMemset(dq, 0xff, q.size() * 4));
+            in = {dp, dp + q_dim, dp + (k.k_eq_v ? q_dim : q_dim + kv_dim), ld, ld, ld};
+        }
+        if (g4k_qkv_post(&a, &in, dq, dqn, dkn, dpos, M, g_s)) fprintf(stderr, "g4k_qkv_post refused the shape\n");
         g4k_attention(&a, dq, dout, dpos, M, MAX_CONTEXT, g_s);
     }
     CK(cudaGetLastError());
@@ -305,7 +325,7 @@ static void run_case(const kind &k, int dt, int ring, int pos0, int M, bool deco
     const bool ok = max_err <= TOL && bad_rows == 0 && stray == 0;
     ok ? n_pass++ : n_fail++;
     printf("%-4s %-16s %-4s ring %-4d pos0 %5d M %3d: max|o-ref| %.2e  kv rows off %ld  stray rows %ld  %s\n",
-           decode ? "dec" : "pre", k.name, DT_NAME[dt], ring, pos0, M, max_err, bad_rows, stray, ok ? "PASS" : "FAIL");
+           decode ? "dec" : packed ? "prep" : "pre", k.name, DT_NAME[dt], ring, pos0, M, max_err, bad_rows, stray, ok ? "PASS" : "FAIL");
     fflush(stdout);
 }
 
@@ -384,8 +404,10 @@ static void timings() {
                 t_v1[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
                 if (g_path) setenv("G4_DECODE_ATTN", g_path, 1);
                 else unsetenv("G4_DECODE_ATTN");
+                const int q_dim = k.n_heads * k.hd, kv_dim = k.n_kv * k.hd;
+                const g4k_qkv_in in = {q, kx, v, q_dim, kv_dim, kv_dim};
                 t_old[kk] = time_it([&] {
-                    g4k_qkv_post(&a, q, kx, v, qn, kn, dpos, 1, g_s);
+                    g4k_qkv_post(&a, &in, q, qn, kn, dpos, 1, g_s);
                     g4k_attention(&a, q, o, dpos, 1, MAX_CONTEXT, g_s);
                 });
             }
@@ -470,35 +492,6 @@ static void graph_check(const kind &k, int dt, int ring, int M, int p1, int p2) 
     CK(cudaGraphDestroy(graph));
 }
 
-/* g4k_copy_columns (norm.cu), the q/k/v split of the fused prefill projection: the
- * 12B's full-layer split (q | k, v = k again) of 145 random rows, bitwise against the host. */
-static void copy_columns_check() {
-    const int M = 145, q = 8192, k = 512, ld = q + k;
-    std::vector<float> src((size_t)M * ld);
-    for (auto &v : src) v = (float)(rnd() >> 40) - 8e6f;
-    float *d_src, *d_dst[3];
-    CK(cudaMalloc(&d_src, src.size() * 4));
-    CK(cudaMemcpy(d_src, src.data(), src.size() * 4, cudaMemcpyHostToDevice));
-    const int col[3] = {0, q, q}, width[3] = {q, k, k};
-    for (int i = 0; i < 3; i++) {
-        CK(cudaMalloc(&d_dst[i], (size_t)M * width[i] * 4));
-        CK(cudaMemset(d_dst[i], 0xff, (size_t)M * width[i] * 4));
-    }
-    g4k_copy_columns(d_src, ld, M, d_dst, col, width, 3, reinterpret_cast<g4_stream>(g_s));
-    CK(cudaStreamSynchronize(g_s));
-    bool ok = true;
-    for (int i = 0; i < 3; i++) {
-        std::vector<float> got((size_t)M * width[i]);
-        CK(cudaMemcpy(got.data(), d_dst[i], got.size() * 4, cudaMemcpyDeviceToHost));
-        for (int m = 0; m < M; m++)
-            ok = ok && !memcmp(&got[(size_t)m * width[i]], &src[(size_t)m * ld + col[i]], width[i] * 4);
-        CK(cudaFree(d_dst[i]));
-    }
-    CK(cudaFree(d_src));
-    printf("copy_columns M=%d q %d | k %d, v = k: %s\n", M, q, k, ok ? "PASS" : "FAIL");
-    ok ? n_pass++ : n_fail++;
-}
-
 int main(int argc, char **argv) {
     const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
     g_path = getenv("G4_DECODE_ATTN");
@@ -508,7 +501,6 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreate(&g_s));
     /* several splits merged by the last block's ticket, which must be reset for the next replay
      * (the second replay and the eager call run at the same position: the same ticket tag) */
-    copy_columns_check();
     graph_check(FULL, G4K_KV_BF16, 0, 2, 1500, 3000);
     graph_check(SLIDING, G4K_KV_FP8, SLIDING.window + 512, 1, 1024, 5000);
     printf("attention_check on %s (%d SMs); tolerance max|o - ref| <= %.0e\n", prop.name, prop.multiProcessorCount, TOL);
@@ -535,10 +527,11 @@ int main(int argc, char **argv) {
         for (int n : {17, 64, 145, 512})
             for (int pos0 : {0, 1000}) {
                 if (quick && n == 512) continue;
-                run_case(SLIDING, dt, 0, pos0, n, false);
-                run_case(SLIDING, dt, SLIDING.window + 512, pos0, n, false);
-                run_case(FULL, dt, 0, pos0, n, false);
-                run_case(MID, dt, MID.window + 512, pos0, n, false);
+                const bool packed = pos0 > 0; /* q/k/v in one matrix, as the fused GEMM leaves them */
+                run_case(SLIDING, dt, 0, pos0, n, false, packed);
+                run_case(SLIDING, dt, SLIDING.window + 512, pos0, n, false, packed);
+                run_case(FULL, dt, 0, pos0, n, false, packed);
+                run_case(MID, dt, MID.window + 512, pos0, n, false, packed);
             }
         for (int n : {145, 512}) /* a chunk that wraps around the ring (3000 % 1536 = 1464) */
             run_case(SLIDING, dt, SLIDING.window + 512, 3000, n, false);
