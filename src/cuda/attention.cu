@@ -352,7 +352,8 @@ static void prefill_ra(const g4k_attn *a, const float *q, float *o, const int *p
 #define TC_WARPS 4
 #define TC_BQ (16 * TC_WARPS)
 #define TC_BK 32
-#define TC_THREADS (32 * TC_WARPS)
+#define TC_THREADS (32 * TC_WARPS) /* per key group */
+#define TC_KG 2                     /* key groups per block */
 #define TC_LOG2E 1.4426950408889634f
 
 /* Offset in halves of the 16-byte chunk c of row r in a tile of rows of W
@@ -426,13 +427,13 @@ __device__ __forceinline__ void tc_split8(float4 a, float4 b, uint4 &hi, uint4 &
  * this thread's registers (8 codes per chunk; positions past kend are zeros)... */
 template <int HD, int W>
 __device__ __forceinline__ void tc_fetch_fp8(const g4k_attn &a, const void *cache, int col0, int kt, int kend,
-                                             uint2 (&raw)[TC_BK * W / 8 / TC_THREADS]) {
+                                             uint2 (&raw)[TC_BK * W / 8 / TC_THREADS], int tid) {
     constexpr int CPR = W / 8, N = TC_BK * CPR / TC_THREADS;
     const size_t kv_dim = (size_t)a.n_kv_heads * HD;
     const uint8_t *base = static_cast<const uint8_t *>(cache) + col0;
 #pragma unroll
     for (int u = 0; u < N; u++) {
-        const int i = threadIdx.x + u * TC_THREADS, p = kt + i / CPR;
+        const int i = tid + u * TC_THREADS, p = kt + i / CPR;
         raw[u] = p <= kend ? __ldg(reinterpret_cast<const uint2 *>(base + kv_row(a, p) * kv_dim + (i % CPR) * 8))
                            : make_uint2(0, 0);
     }
@@ -440,11 +441,11 @@ __device__ __forceinline__ void tc_fetch_fp8(const g4k_attn &a, const void *cach
 
 /* ... and from there into dst[TC_BK][W] as FP16 (swizzled). */
 template <int W>
-__device__ __forceinline__ void tc_store_fp8(const uint2 (&raw)[TC_BK * W / 8 / TC_THREADS], __half *dst) {
+__device__ __forceinline__ void tc_store_fp8(const uint2 (&raw)[TC_BK * W / 8 / TC_THREADS], __half *dst, int tid) {
     constexpr int CPR = W / 8, N = TC_BK * CPR / TC_THREADS;
 #pragma unroll
     for (int u = 0; u < N; u++) {
-        const int i = threadIdx.x + u * TC_THREADS;
+        const int i = tid + u * TC_THREADS;
         *reinterpret_cast<uint4 *>(dst + tc_swz(i / CPR, i % CPR, W)) = tc_fp8x8(raw[u]);
     }
 }
@@ -455,14 +456,14 @@ __device__ __forceinline__ void tc_store_fp8(const uint2 (&raw)[TC_BK * W / 8 / 
  * keep ~32 registers of raw data). */
 template <int HD, int W>
 __device__ __forceinline__ void tc_load_tile(const g4k_attn &a, const void *cache, int col0, int kt, int kend,
-                                             __half *dst) {
+                                             __half *dst, int tid) {
     constexpr int CPR = W / 8, N = TC_BK * CPR / TC_THREADS;
     static_assert(TC_BK * CPR % TC_THREADS == 0, "tile chunks per thread");
     const size_t kv_dim = (size_t)a.n_kv_heads * HD;
     if (a.kv_dtype == G4K_KV_FP8) { /* N <= 16: 32 registers */
         uint2 raw[N];
-        tc_fetch_fp8<HD, W>(a, cache, col0, kt, kend, raw);
-        tc_store_fp8<W>(raw, dst);
+        tc_fetch_fp8<HD, W>(a, cache, col0, kt, kend, raw, tid);
+        tc_store_fp8<W>(raw, dst, tid);
     } else if (a.kv_dtype == G4K_KV_BF16) {
         const uint16_t *base = static_cast<const uint16_t *>(cache) + col0;
         constexpr int U = N < 8 ? N : 8;
@@ -471,13 +472,13 @@ __device__ __forceinline__ void tc_load_tile(const g4k_attn &a, const void *cach
             uint4 raw[U];
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                const int i = threadIdx.x + (u0 + u) * TC_THREADS, p = kt + i / CPR;
+                const int i = tid + (u0 + u) * TC_THREADS, p = kt + i / CPR;
                 raw[u] = p <= kend ? __ldg(reinterpret_cast<const uint4 *>(base + kv_row(a, p) * kv_dim + (i % CPR) * 8))
                                    : make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                const int i = threadIdx.x + (u0 + u) * TC_THREADS;
+                const int i = tid + (u0 + u) * TC_THREADS;
                 *reinterpret_cast<uint4 *>(dst + tc_swz(i / CPR, i % CPR, W)) = tc_bf16x8(raw[u]);
             }
         }
@@ -489,7 +490,7 @@ __device__ __forceinline__ void tc_load_tile(const g4k_attn &a, const void *cach
             float4 raw[U][2];
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                const int i = threadIdx.x + (u0 + u) * TC_THREADS, p = kt + i / CPR;
+                const int i = tid + (u0 + u) * TC_THREADS, p = kt + i / CPR;
                 if (p <= kend) {
                     const float4 *src = reinterpret_cast<const float4 *>(base + kv_row(a, p) * kv_dim + (i % CPR) * 8);
                     raw[u][0] = __ldg(src), raw[u][1] = __ldg(src + 1);
@@ -499,29 +500,47 @@ __device__ __forceinline__ void tc_load_tile(const g4k_attn &a, const void *cach
             }
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                const int i = threadIdx.x + (u0 + u) * TC_THREADS;
+                const int i = tid + (u0 + u) * TC_THREADS;
                 *reinterpret_cast<uint4 *>(dst + tc_swz(i / CPR, i % CPR, W)) = tc_f32x8(raw[u][0], raw[u][1]);
             }
         }
     }
 }
 
+/* Bytes of shared memory: Q (hi and lo parts), each key group's K and V tiles;
+ * at the end the same space carries group 1's softmax state and output to group 0. */
 template <int HD, int DCH>
-__global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, const float *q, float *o,
-                                                                   const int *pos0p, int M) {
+constexpr size_t tc_smem_bytes() {
+    constexpr size_t tiles = sizeof(__half) * ((size_t)2 * TC_BQ * HD + (size_t)TC_KG * TC_BK * (HD + DCH));
+    constexpr size_t xch = sizeof(float) * TC_THREADS * (DCH / 8 * 4 + 4);
+    return tiles > xch ? tiles : xch;
+}
+
+/* Waits for the TC_THREADS threads of key group kg only (hardware barrier 1 + kg). */
+__device__ __forceinline__ void tc_group_sync(int kg) {
+    asm volatile("bar.sync %0, %1;" ::"r"(1 + kg), "r"(TC_THREADS) : "memory");
+}
+
+template <int HD, int DCH>
+__global__ void __launch_bounds__(TC_THREADS *TC_KG) attention_prefill_tc(g4k_attn a, const float *q, float *o,
+                                                                          const int *pos0p, int M) {
     constexpr int NS = TC_BK / 8, NO = DCH / 8, SPLIT = DCH <= 128 ? 2 : 1;
     static_assert(HD % 64 == 0 && DCH % 64 == 0 && HD % DCH == 0, "tile widths");
+    static_assert(TC_KG == 2, "the final merge takes two key groups");
     extern __shared__ uint4 tc_smem[];
-    __half *qs = reinterpret_cast<__half *>(tc_smem), *qls = qs + TC_BQ * HD, *ks = qls + TC_BQ * HD;
-    __half *vs = ks + TC_BK * HD;
+    /* key group kg (warps 4kg..4kg+3) takes key tiles kg, kg + 2, ...: each query row's
+     * work in two chains half as long, merged at the end */
+    const int kg = threadIdx.x / TC_THREADS, tid = threadIdx.x % TC_THREADS;
+    __half *qs = reinterpret_cast<__half *>(tc_smem), *qls = qs + TC_BQ * HD;
+    __half *ks = qls + TC_BQ * HD + (size_t)kg * TC_BK * (HD + DCH), *vs = ks + TC_BK * HD;
     g4k_wait_inputs();
     g4k_allow_next();
     const int G = a.n_heads / a.n_kv_heads, kvh = blockIdx.x / (HD / DCH), dc = blockIdx.x % (HD / DCH);
     const int row0 = (gridDim.y - 1 - blockIdx.y) * TC_BQ; /* the longest tiles (last queries) first */
     const int rows = M * G, q_dim = a.n_heads * HD, pos0 = *pos0p;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
+    const int warp = tid / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
 
-    for (int i = threadIdx.x; i < TC_BQ * HD / 8; i += TC_THREADS) {
+    for (int i = threadIdx.x; i < TC_BQ * HD / 8; i += TC_THREADS * TC_KG) {
         const int r = i / (HD / 8), c = i % (HD / 8), R = row0 + r;
         uint4 hi = make_uint4(0, 0, 0, 0), lo = hi;
         if (R < rows) {
@@ -632,31 +651,57 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
         }
     };
 
+    __syncthreads(); /* Q stored */
+    const int kfirst = kstart + kg * TC_BK, kstep = TC_KG * TC_BK;
     if (DCH == 128 && a.kv_dtype == G4K_KV_FP8) {
         /* short prompts (128-wide slices leave registers to spare), FP8 cache: the next
          * tile's loads are in flight while this one is computed */
         uint2 rk[TC_BK * HD / 8 / TC_THREADS], rv[TC_BK * DCH / 8 / TC_THREADS];
-        tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kstart, kend, rk);
-        tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kstart, kend, rv);
-        for (int kt = kstart; kt <= kend; kt += TC_BK) {
-            __syncthreads(); /* Q stored (first tile); the last tile's K and V no longer read */
-            tc_store_fp8<HD>(rk, ks);
-            tc_store_fp8<DCH>(rv, vs);
-            __syncthreads();
-            if (kt + TC_BK <= kend) {
-                tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kt + TC_BK, kend, rk);
-                tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt + TC_BK, kend, rv);
+        tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kfirst, kend, rk, tid);
+        tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kfirst, kend, rv, tid);
+        for (int kt = kfirst; kt <= kend; kt += kstep) {
+            tc_group_sync(kg); /* the last tile's K and V no longer read */
+            tc_store_fp8<HD>(rk, ks, tid);
+            tc_store_fp8<DCH>(rv, vs, tid);
+            tc_group_sync(kg);
+            if (kt + kstep <= kend) {
+                tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kt + kstep, kend, rk, tid);
+                tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt + kstep, kend, rv, tid);
             }
             tile(kt);
         }
     } else {
-        for (int kt = kstart; kt <= kend; kt += TC_BK) {
-            __syncthreads(); /* Q stored (first tile); the last tile's K and V no longer read */
-            tc_load_tile<HD, HD>(a, a.k_cache, kvh * HD, kt, kend, ks);
-            tc_load_tile<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt, kend, vs);
-            __syncthreads();
+        for (int kt = kfirst; kt <= kend; kt += kstep) {
+            tc_group_sync(kg); /* the last tile's K and V no longer read */
+            tc_load_tile<HD, HD>(a, a.k_cache, kvh * HD, kt, kend, ks, tid);
+            tc_load_tile<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt, kend, vs, tid);
+            tc_group_sync(kg);
             tile(kt);
         }
+    }
+    /* group 1 hands its running max, sum and output to group 0 (same warp, same lane:
+     * the same rows and columns), which rescales both to the larger max and adds */
+    __syncthreads(); /* every group is done with Q, K and V: the space is free */
+    float *xch = reinterpret_cast<float *>(tc_smem) + (size_t)tid * (NO * 4 + 4);
+    if (kg == 1) {
+#pragma unroll
+        for (int n = 0; n < NO; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) xch[n * 4 + e] = acc[n][e];
+        xch[NO * 4] = rm[0], xch[NO * 4 + 1] = rm[1], xch[NO * 4 + 2] = rl[0], xch[NO * 4 + 3] = rl[1];
+    }
+    __syncthreads();
+    if (kg == 1) return;
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        const float pm = xch[NO * 4 + hr], pl = xch[NO * 4 + 2 + hr], m = fmaxf(rm[hr], pm);
+        if (m == -INFINITY) continue; /* neither group saw a key: a row past the last */
+        const float f0 = tc_exp2(rm[hr] - m), f1 = tc_exp2(pm - m); /* exp2(-inf) = 0 */
+        rl[hr] = rl[hr] * f0 + pl * f1;
+#pragma unroll
+        for (int n = 0; n < NO; n++)
+#pragma unroll
+            for (int e = 2 * hr; e < 2 * hr + 2; e++) acc[n][e] = acc[n][e] * f0 + xch[n * 4 + e] * f1;
     }
     const float v_scale = a.kv_dtype == G4K_KV_FP8 ? a.v_scale : 1.0f;
 #pragma unroll
@@ -675,15 +720,16 @@ __global__ void __launch_bounds__(TC_THREADS) attention_prefill_tc(g4k_attn a, c
 
 template <int HD, int DCH>
 static void launch_prefill_tc(const g4k_attn *a, const float *q, float *o, const int *pos0, int M, cudaStream_t s) {
-    const size_t smem = sizeof(__half) * ((size_t)(2 * TC_BQ + TC_BK) * HD + (size_t)TC_BK * DCH);
+    constexpr size_t smem = tc_smem_bytes<HD, DCH>();
+    static_assert(smem <= 227 * 1024, "prefill attention tiles exceed shared memory");
     static bool raised = false;
     if (!raised) {
         cudaFuncSetAttribute(attention_prefill_tc<HD, DCH>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         raised = true;
     }
     const int tiles = (M * (a->n_heads / a->n_kv_heads) + TC_BQ - 1) / TC_BQ;
-    g4k_launch(attention_prefill_tc<HD, DCH>, dim3(a->n_kv_heads * (HD / DCH), tiles), TC_THREADS, smem, s, *a, q, o,
-               pos0, M);
+    g4k_launch(attention_prefill_tc<HD, DCH>, dim3(a->n_kv_heads * (HD / DCH), tiles), TC_THREADS * TC_KG, smem, s,
+               *a, q, o, pos0, M);
 }
 
 /* Output slices: head_dim 512 always in two (or four); 256 whole unless that

@@ -494,11 +494,17 @@ static cudaError_t wg_launch_bt(int bt, const wg_params &p, dim3 grid, cudaStrea
  * its tokens: the weight stream, the fragment conversion; a guess that leans to large tiles) plus ~1.5 us to fill its pipeline; the CTAs
  * run in waves of `sms`; a split adds a reduction that reads the partials and writes y at ~2.5 TB/s,
  * plus ~2 us. Wave quantization matters: at M = 1024, N = 3840, 208-token tiles are 150 CTAs (two
- * waves, the second 14 % full) where 128-token tiles are 240 (two full waves). */
+ * waves, the second 14 % full) where 128-token tiles are 240 (two full waves).
+ * Where one tile holds every token (M <= 208), only such tiles are considered: a second token tile
+ * streams the weights again, which the model undercounts. On the H200 at M = 145 it picked 80-token
+ * tiles for the concatenated sliding q/k/v (33.3 us) where 152 tokens split 2 ways take 30.6 us
+ * (gemm_check --sweep 145, perf log session 5); every other 12B shape kept its choice. */
 static void pick_tiles(int M, int N, int row_tiles, int kblocks, bool geglu, int sms, int *bt_out, int *splits_out) {
     static const int bts[] = WGMMA_NS;
+    const int widest = bts[sizeof bts / sizeof bts[0] - 1];
     double best = -1;
     for (int bt : bts) {
+        if (M <= widest && bt < M) continue;
         const int tiles = (M + bt - 1) / bt * row_tiles;
         for (int s = 1; s <= 16 && (s == 1 || s <= kblocks / 2); s++) {
             const int kbs = (kblocks + s - 1) / s;
