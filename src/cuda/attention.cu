@@ -516,11 +516,6 @@ constexpr size_t tc_smem_bytes() {
     return tiles > xch ? tiles : xch;
 }
 
-/* Waits for the TC_THREADS threads of key group kg only (hardware barrier 1 + kg). */
-__device__ __forceinline__ void tc_group_sync(int kg) {
-    asm volatile("bar.sync %0, %1;" ::"r"(1 + kg), "r"(TC_THREADS) : "memory");
-}
-
 template <int HD, int DCH>
 __global__ void __launch_bounds__(TC_THREADS *TC_KG) attention_prefill_tc(g4k_attn a, const float *q, float *o,
                                                                           const int *pos0p, int M) {
@@ -528,8 +523,8 @@ __global__ void __launch_bounds__(TC_THREADS *TC_KG) attention_prefill_tc(g4k_at
     static_assert(HD % 64 == 0 && DCH % 64 == 0 && HD % DCH == 0, "tile widths");
     static_assert(TC_KG == 2, "the final merge takes two key groups");
     extern __shared__ uint4 tc_smem[];
-    /* key group kg (warps 4kg..4kg+3) takes key tiles kg, kg + 2, ...: each query row's
-     * work in two chains half as long, merged at the end */
+    /* key group kg (warps 4kg..4kg+3) takes key tiles kg, kg + 2, ... into its own K/V
+     * buffers: each query row's work in two chains half as long, merged at the end */
     const int kg = threadIdx.x / TC_THREADS, tid = threadIdx.x % TC_THREADS;
     __half *qs = reinterpret_cast<__half *>(tc_smem), *qls = qs + TC_BQ * HD;
     __half *ks = qls + TC_BQ * HD + (size_t)kg * TC_BK * (HD + DCH), *vs = ks + TC_BK * HD;
@@ -652,18 +647,22 @@ __global__ void __launch_bounds__(TC_THREADS *TC_KG) attention_prefill_tc(g4k_at
     };
 
     __syncthreads(); /* Q stored */
+    /* both groups run the same number of rounds (the last one may be past kend for group 1:
+     * zeros loaded, every warp skips it), so that one block barrier serves both */
     const int kfirst = kstart + kg * TC_BK, kstep = TC_KG * TC_BK;
+    const int rounds = (kend - kstart + kstep) / kstep;
+    const int klast = kstart + (rounds - 1) * kstep + kg * TC_BK;
     if (DCH == 128 && a.kv_dtype == G4K_KV_FP8) {
         /* short prompts (128-wide slices leave registers to spare), FP8 cache: the next
          * tile's loads are in flight while this one is computed */
         uint2 rk[TC_BK * HD / 8 / TC_THREADS], rv[TC_BK * DCH / 8 / TC_THREADS];
         tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kfirst, kend, rk, tid);
         tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kfirst, kend, rv, tid);
-        for (int kt = kfirst; kt <= kend; kt += kstep) {
-            tc_group_sync(kg); /* the last tile's K and V no longer read */
+        for (int kt = kfirst; kt <= klast; kt += kstep) {
+            __syncthreads(); /* the last tile's K and V no longer read */
             tc_store_fp8<HD>(rk, ks, tid);
             tc_store_fp8<DCH>(rv, vs, tid);
-            tc_group_sync(kg);
+            __syncthreads();
             if (kt + kstep <= kend) {
                 tc_fetch_fp8<HD, HD>(a, a.k_cache, kvh * HD, kt + kstep, kend, rk, tid);
                 tc_fetch_fp8<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt + kstep, kend, rv, tid);
@@ -671,11 +670,11 @@ __global__ void __launch_bounds__(TC_THREADS *TC_KG) attention_prefill_tc(g4k_at
             tile(kt);
         }
     } else {
-        for (int kt = kfirst; kt <= kend; kt += kstep) {
-            tc_group_sync(kg); /* the last tile's K and V no longer read */
+        for (int kt = kfirst; kt <= klast; kt += kstep) {
+            __syncthreads(); /* the last tile's K and V no longer read */
             tc_load_tile<HD, HD>(a, a.k_cache, kvh * HD, kt, kend, ks, tid);
             tc_load_tile<HD, DCH>(a, a.v_cache, kvh * HD + dc * DCH, kt, kend, vs, tid);
-            tc_group_sync(kg);
+            __syncthreads();
             tile(kt);
         }
     }

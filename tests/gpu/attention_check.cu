@@ -37,7 +37,8 @@
  *
  * Build: make build/tests/gpu/attention_check; run: build/tests/gpu/attention_check [--quick]
  * (--quick: contexts 145 and 1025 only, no 512-token chunks, no timings: for
- * compute-sanitizer --tool memcheck).
+ * compute-sanitizer --tool memcheck; --prefill-tc: only its tensor-core prefill cases,
+ * for --tool racecheck).
  * Last line: "attention_check: N passed, N failed"; exit status 1 on any failure. */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -161,6 +162,10 @@ struct dbuf {
             n = bytes;
         }
         return p;
+    }
+    void release() {
+        if (p) CK(cudaFree(p));
+        p = nullptr, n = 0;
     }
 };
 static dbuf d_q, d_k, d_v, d_o, d_kc, d_vc, d_qn, d_kn, d_scr, d_pos;
@@ -493,7 +498,10 @@ static void graph_check(const kind &k, int dt, int ring, int M, int p1, int p2) 
 }
 
 int main(int argc, char **argv) {
-    const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    /* --prefill-tc: only the tensor-core prefill cases of --quick (BF16 and FP8 caches), for
+     * compute-sanitizer --tool racecheck, which is too slow for the whole run */
+    const bool tc_only = argc > 1 && !strcmp(argv[1], "--prefill-tc");
+    const bool quick = tc_only || (argc > 1 && !strcmp(argv[1], "--quick"));
     g_path = getenv("G4_DECODE_ATTN");
     printf("decode path: %s\n", !g_path ? "v2merge (default)" : g_path);
     cudaDeviceProp prop;
@@ -501,8 +509,10 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreate(&g_s));
     /* several splits merged by the last block's ticket, which must be reset for the next replay
      * (the second replay and the eager call run at the same position: the same ticket tag) */
-    graph_check(FULL, G4K_KV_BF16, 0, 2, 1500, 3000);
-    graph_check(SLIDING, G4K_KV_FP8, SLIDING.window + 512, 1, 1024, 5000);
+    if (!tc_only) {
+        graph_check(FULL, G4K_KV_BF16, 0, 2, 1500, 3000);
+        graph_check(SLIDING, G4K_KV_FP8, SLIDING.window + 512, 1, 1024, 5000);
+    }
     printf("attention_check on %s (%d SMs); tolerance max|o - ref| <= %.0e\n", prop.name, prop.multiProcessorCount, TOL);
     const char *path = getenv("G4_PREFILL_ATTN"), *exact = getenv("G4_EXACT_PREFILL");
     printf("prefill attention (M > 8): %s\n", (path && !strcmp(path, "simt")) || (exact && atoi(exact))
@@ -512,13 +522,13 @@ int main(int argc, char **argv) {
                                                      : "tensor cores (mma.sync FP16) for head_dim 128/256/512 with BF16/FP8 caches");
     const int contexts[] = {1, 2, 145, 1023, 1024, 1025, 1500, 4096, 8192};
     const int Ms[] = {1, 2, 7};
-    for (int dt = 0; dt < 3; dt++) {
+    for (int dt = tc_only ? 1 : 0; dt < 3; dt++) {
         g_caches.clear();
         /* decode: the M tokens end at position ctx - 1 (start at 0 when ctx < M) */
         for (int ctx : contexts)
             for (int M : Ms) {
                 const int pos0 = ctx >= M ? ctx - M : 0;
-                if (quick && ctx != 1025 && ctx != 145) continue;
+                if (tc_only || (quick && ctx != 1025 && ctx != 145)) continue;
                 run_case(SLIDING, dt, 0, pos0, M, true);
                 run_case(SLIDING, dt, SLIDING.window + 512, pos0, M, true);
                 run_case(FULL, dt, 0, pos0, M, true);
@@ -548,6 +558,7 @@ int main(int argc, char **argv) {
                 run_case(SLIDING, dt, SLIDING.window + 1024, pos0, 1024, false);
                 run_case(MID, dt, 0, pos0, 1024, false);
             }
+        if (tc_only) continue;
         /* small test-model shapes: fallback paths */
         for (int ctx : {1, 2, 9, 20, 100})
             for (int M : Ms) {
@@ -563,6 +574,8 @@ int main(int argc, char **argv) {
             }
     }
     if (!quick) timings(); /* --quick: fewer cases, no timings (for compute-sanitizer) */
+    for (dbuf *b : {&d_q, &d_k, &d_v, &d_o, &d_kc, &d_vc, &d_qn, &d_kn, &d_scr, &d_pos, &d_pack}) b->release();
+    CK(cudaStreamDestroy(g_s));
     printf("attention_check: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
