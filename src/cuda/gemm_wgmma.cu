@@ -489,28 +489,70 @@ static cudaError_t wg_launch_bt(int bt, const wg_params &p, dim3 grid, cudaStrea
     }
 }
 
-/* Token tile BT and K split: the least time in a rough model of one CTA per SM, calibrated on the
- * predicted M = 145 figures: a CTA takes ~5.6 ns per (BT + 48) x K block (+48: what a tile costs beyond
- * its tokens: the weight stream, the fragment conversion; a guess that leans to large tiles) plus ~1.5 us to fill its pipeline; the CTAs
- * run in waves of `sms`; a split adds a reduction that reads the partials and writes y at ~2.5 TB/s,
- * plus ~2 us. Wave quantization matters: at M = 1024, N = 3840, 208-token tiles are 150 CTAs (two
- * waves, the second 14 % full) where 128-token tiles are 240 (two full waves).
- * Where one tile holds every token (M <= 208), only such tiles are considered: a second token tile
- * streams the weights again, which the model undercounts. On the H200 at M = 145 it picked 80-token
- * tiles for the concatenated sliding q/k/v (33.3 us) where 152 tokens split 2 ways take 30.6 us
- * (gemm_check --sweep 145, perf log session 5); every other 12B shape kept its choice. */
+/* Blocks of wg_gemm_kernel<BT> that fit on one SM (shared memory and registers, as the runtime
+ * counts them; asked once per BT). Tiles of up to 48 tokens fit two. */
+template <int BT>
+static int wg_blocks_per_sm_bt() {
+    static int n = 0;
+    if (!n) {
+        constexpr int smem = wg_cfg<BT>::SMEM;
+        if (cudaFuncSetAttribute(wg_gemm_kernel<BT, WG_PLAIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
+                cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wg_gemm_kernel<BT, WG_PLAIN>, WG_THREADS, smem) !=
+                cudaSuccess ||
+            n < 1) {
+            cudaGetLastError(); /* clear it: one block per SM is the safe assumption */
+            n = 1;
+        }
+    }
+    return n;
+}
+
+static int wg_blocks_per_sm(int bt) {
+    switch (bt) {
+    case 24: return wg_blocks_per_sm_bt<24>();
+    case 32: return wg_blocks_per_sm_bt<32>();
+    case 48: return wg_blocks_per_sm_bt<48>();
+    case 64: return wg_blocks_per_sm_bt<64>();
+    case 80: return wg_blocks_per_sm_bt<80>();
+    case 96: return wg_blocks_per_sm_bt<96>();
+    case 128: return wg_blocks_per_sm_bt<128>();
+    case 152: return wg_blocks_per_sm_bt<152>();
+    case 176: return wg_blocks_per_sm_bt<176>();
+    default: return wg_blocks_per_sm_bt<208>();
+    }
+}
+
+/* Token tile BT and K split: the least time in a model fitted to `gemm_check --sweep` on the H200
+ * (session 5, M = 17, 32, 64, 145, 256, 512, 1024; perf log): a CTA takes 4 ns per (BT x blocks
+ * sharing its SM + 80) x K block, plus 6 us; the CTAs run in waves of sms x the blocks an SM
+ * holds (two for tiles of <= 48 tokens, so small prompts gain from more K splits); the time is
+ * at least what streaming the weights once per token tile takes at 3.5 TB/s; a split adds a
+ * reduction that reads the partials and writes y at ~2.5 TB/s. Where one tile holds every token
+ * (M <= 208) only such tiles are considered: a second token tile streams the weights again.
+ * Against the best of each sweep, the 48 layers' GEMMs lose 0.3 ms at M = 17 and <= 0.05 ms
+ * elsewhere (the previous model, one CTA per SM: 1.1 ms at 17, 1.5 ms at 32). Splits are those the
+ * sweeps measured; G4_GEMM_TILE may still ask for any other up to 16. */
 static void pick_tiles(int M, int N, int row_tiles, int kblocks, bool geglu, int sms, int *bt_out, int *splits_out) {
     static const int bts[] = WGMMA_NS;
+    static const int splits[] = {1, 2, 3, 4, 6, 8}; /* the ones the sweeps measured */
     const int widest = bts[sizeof bts / sizeof bts[0] - 1];
+    const double weight_bytes = (double)N * kblocks * 128 * (geglu ? 2 : 1);
     double best = -1;
     for (int bt : bts) {
         if (M <= widest && bt < M) continue;
-        const int tiles = (M + bt - 1) / bt * row_tiles;
-        for (int s = 1; s <= 16 && (s == 1 || s <= kblocks / 2); s++) {
+        const int token_tiles = (M + bt - 1) / bt, per_sm = wg_blocks_per_sm(bt);
+        const long tiles = (long)token_tiles * row_tiles;
+        for (int s : splits) {
+            if (s > 1 && s > kblocks / 2) break;
             const int kbs = (kblocks + s - 1) / s;
-            const long ctas = (long)tiles * s, waves = (ctas + sms - 1) / sms;
-            double ns = waves * (5.6 * (bt + 48) * kbs + 1500.0);
-            if (s > 1) ns += ((double)s * (geglu ? 2 : 1) + 1) * M * (double)N * 4 / 2500.0 + 2000.0;
+            const long ctas = tiles * s, wave_need = (ctas + sms - 1) / sms;
+            const int occ = per_sm < wave_need ? per_sm : (int)wave_need;
+            const long waves = (ctas + (long)sms * occ - 1) / ((long)sms * occ);
+            double ns = waves * (4.0 * ((double)bt * occ + 80) * kbs + 6000.0);
+            const double stream = token_tiles * weight_bytes / 3500.0; /* bytes per ns at 3.5 TB/s */
+            if (ns < stream) ns = stream;
+            if (s > 1) ns += ((double)s * (geglu ? 2 : 1) + 1) * M * (double)N * 4 / 2500.0;
             if (best < 0 || ns < best) best = ns, *bt_out = bt, *splits_out = s;
         }
     }
