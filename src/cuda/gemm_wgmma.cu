@@ -532,7 +532,8 @@ static int wg_blocks_per_sm(int bt) {
  * (M <= 208) only such tiles are considered: a second token tile streams the weights again.
  * Against the best of each sweep, the 48 layers' GEMMs lose 0.3 ms at M = 17 and <= 0.05 ms
  * elsewhere (the previous model, one CTA per SM: 1.1 ms at 17, 1.5 ms at 32). Splits are those the
- * sweeps measured; G4_GEMM_TILE may still ask for any other up to 16. */
+ * sweeps measured; G4_GEMM_TILE may still ask for any other up to 16. The sweeps are in
+ * bench/gemm_sweeps/; tools/fit_gemm_tiles.py refits the constants from them (e.g. on an H100). */
 static void pick_tiles(int M, int N, int row_tiles, int kblocks, bool geglu, int sms, int *bt_out, int *splits_out) {
     static const int bts[] = WGMMA_NS;
     static const int splits[] = {1, 2, 3, 4, 6, 8}; /* the ones the sweeps measured */
