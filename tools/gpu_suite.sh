@@ -4,10 +4,13 @@
 # GEMV benchmark (tensor-core and CUDA-core kernels), then the 12B synthetic
 # checkpoint and `g4 bench` with the per-stage profile. Each part writes its
 # log to OUT; a failing part does not stop the rest.
-#   tools/gpu_suite.sh BIN OUT [parts]   parts: any of tests,checks,gemv,bench (default: all)
+#   tools/gpu_suite.sh BIN OUT [parts]   parts: any of tests,checks,gemv,bench,tiles,sanitize
+#   (default: all but sanitize; tiles: the prefill GEMM's default tiles against the best of a sweep at
+#   M = 17, 32, 145, the data tools/fit_gemm_tiles.py fits pick_tiles to; sanitize: memcheck and racecheck
+#   on attention_check and the GPU tests, several minutes)
 # BIN holds g4, the test binaries and tests/gpu/*_check, *_bench (see tools/gpu_tests.sh).
 set -uo pipefail
-bin=${1:?bin dir} out=${2:?out dir} parts=${3:-tests,checks,gemv,bench}
+bin=${1:?bin dir} out=${2:?out dir} parts=${3:-tests,checks,gemv,bench,tiles}
 mkdir -p "$out"
 has() { [[ ",$parts," == *",$1,"* ]]; }
 summary=""
@@ -37,4 +40,15 @@ if has bench; then
     step bench "$bin/g4" bench --model-path /tmp/s12 --prompt-len 145,1024 --gen 410 --profile
     G4_WEIGHT_LAYOUT=rows step bench_rows "$bin/g4" bench --model-path /tmp/s12 --prompt-len 145 --gen 410
     cat "$out/bench.log" "$out/bench_rows.log"
+fi
+if has tiles; then
+    for m in 17 32 145; do
+        step "sweep$m" "$bin/gemm_check" --sweep "$m"
+        grep -E " default | best " "$out/sweep$m.log"
+    done
+fi
+if has sanitize; then
+    step racecheck_attention compute-sanitizer --tool racecheck "$bin/attention_check" --prefill-tc
+    step memcheck_attention compute-sanitizer --tool memcheck --leak-check full "$bin/attention_check" --quick
+    step gpu_tests_memcheck tools/gpu_tests.sh "$bin" --memcheck
 fi
