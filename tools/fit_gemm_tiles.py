@@ -8,7 +8,7 @@ the CTAs run in waves of (SMs x the blocks of that tile an SM holds), the time i
 streamed once per token tile at BW bytes/ns, and a K split adds its reduction (partials read and y
 written at E bytes/ns). What is fitted is the choice, not the time: for each (M, shape) the model's pick
 is looked up in the sweep, and the loss is the time lost against the sweep's best, weighted by how
-often a prefill runs that GEMM (40 sliding, 8 full layers). Blocks per SM: two for tiles of <= 48
+often a prefill runs that GEMM (40 sliding, 8 full layers). Blocks per SM: two for tiles of <= 32
 tokens (shared memory and registers, as cudaOccupancyMaxActiveBlocksPerMultiprocessor reported them
 on the H200), else one.
 """
@@ -42,7 +42,7 @@ def model_ns(p, M, shape, bt, s):
     row_tiles = (N + 63) // 64 if geglu else (N + 127) // 128
     kblocks, token_tiles = K // 128, math.ceil(M / bt)
     ctas = token_tiles * row_tiles * s
-    occ = min(2 if bt <= 48 else 1, math.ceil(ctas / SMS))
+    occ = min(2 if bt <= 32 else 1, math.ceil(ctas / SMS))
     ns = math.ceil(ctas / (SMS * occ)) * (a * (bt * occ + c) * math.ceil(kblocks / s) + d)
     ns = max(ns, token_tiles * N * K * (2 if geglu else 1) / bw)
     if s > 1:

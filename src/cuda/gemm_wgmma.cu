@@ -490,7 +490,7 @@ static cudaError_t wg_launch_bt(int bt, const wg_params &p, dim3 grid, cudaStrea
 }
 
 /* Blocks of wg_gemm_kernel<BT> that fit on one SM (shared memory and registers, as the runtime
- * counts them; asked once per BT). Tiles of up to 48 tokens fit two. */
+ * counts them; asked once per BT). Tiles of up to 32 tokens fit two (48 misses by ~256 bytes). */
 template <int BT>
 static int wg_blocks_per_sm_bt() {
     static int n = 0;
@@ -524,14 +524,13 @@ static int wg_blocks_per_sm(int bt) {
 }
 
 /* Token tile BT and K split: the least time in a model fitted to `gemm_check --sweep` on the H200
- * (session 5, M = 17, 32, 64, 145, 256, 512, 1024; perf log): a CTA takes 4 ns per (BT x blocks
- * sharing its SM + 80) x K block, plus 6 us; the CTAs run in waves of sms x the blocks an SM
- * holds (two for tiles of <= 48 tokens, so small prompts gain from more K splits); the time is
- * at least what streaming the weights once per token tile takes at 3.5 TB/s; a split adds a
- * reduction that reads the partials and writes y at ~2.5 TB/s. Where one tile holds every token
+ * (session 5, M = 17, 32, 64, 145, 256, 512, 1024; perf log): a CTA takes 3.5 ns per (BT x blocks
+ * sharing its SM + 64) x K block, plus 6 us; the CTAs run in waves of sms x the blocks an SM
+ * holds (two for tiles of <= 32 tokens, so small prompts gain from more K splits); the time is
+ * at least what streaming the weights once per token tile takes at 4.5 TB/s; a split adds a
+ * reduction that reads the partials and writes y at ~4 TB/s. Where one tile holds every token
  * (M <= 208) only such tiles are considered: a second token tile streams the weights again.
- * Against the best of each sweep, the 48 layers' GEMMs lose 0.3 ms at M = 17 and <= 0.05 ms
- * elsewhere (the previous model, one CTA per SM: 1.1 ms at 17, 1.5 ms at 32). Splits are those the
+ * Against the best of each sweep, the 48 layers' GEMMs lose <= 0.05 ms at every M (the previous model, one CTA per SM: 1.1 ms at 17, 1.5 ms at 32). Splits are those the
  * sweeps measured; G4_GEMM_TILE may still ask for any other up to 16. The sweeps are in
  * bench/gemm_sweeps/; tools/fit_gemm_tiles.py refits the constants from them (e.g. on an H100). */
 static void pick_tiles(int M, int N, int row_tiles, int kblocks, bool geglu, int sms, int *bt_out, int *splits_out) {
@@ -550,10 +549,10 @@ static void pick_tiles(int M, int N, int row_tiles, int kblocks, bool geglu, int
             const long ctas = tiles * s, wave_need = (ctas + sms - 1) / sms;
             const int occ = per_sm < wave_need ? per_sm : (int)wave_need;
             const long waves = (ctas + (long)sms * occ - 1) / ((long)sms * occ);
-            double ns = waves * (4.0 * ((double)bt * occ + 80) * kbs + 6000.0);
-            const double stream = token_tiles * weight_bytes / 3500.0; /* bytes per ns at 3.5 TB/s */
+            double ns = waves * (3.5 * ((double)bt * occ + 64) * kbs + 6000.0);
+            const double stream = token_tiles * weight_bytes / 4500.0; /* bytes per ns at 4.5 TB/s */
             if (ns < stream) ns = stream;
-            if (s > 1) ns += ((double)s * (geglu ? 2 : 1) + 1) * M * (double)N * 4 / 2500.0;
+            if (s > 1) ns += ((double)s * (geglu ? 2 : 1) + 1) * M * (double)N * 4 / 4000.0;
             if (best < 0 || ns < best) best = ns, *bt_out = bt, *splits_out = s;
         }
     }
