@@ -490,7 +490,8 @@ static cudaError_t wg_launch_bt(int bt, const wg_params &p, dim3 grid, cudaStrea
 }
 
 /* Blocks of wg_gemm_kernel<BT> that fit on one SM (shared memory and registers, as the runtime
- * counts them; asked once per BT). Tiles of up to 32 tokens fit two (48 misses by ~256 bytes). */
+ * counts them; asked once per BT). Tiles of up to 32 tokens should fit two; 48 misses by 256 bytes by
+ * arithmetic (static shared memory and the 1 KB per block the runtime reserves). */
 template <int BT>
 static int wg_blocks_per_sm_bt() {
     static int n = 0;

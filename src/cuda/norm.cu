@@ -4,6 +4,7 @@
  * cpu_rmsnorm, cpu_rope and the loops of src/cpu/forward.c. */
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
+#include "cuda/kv.cuh"
 
 #define ROW_THREADS 256
 
@@ -182,16 +183,15 @@ __device__ __forceinline__ void norm_rope(head_vals<E> &v, const float *w, int h
     float ss = 0.0f;
 #pragma unroll
     for (int e = 0; e < E; e++) ss += v.lo[e] * v.lo[e] + v.hi[e] * v.hi[e];
-    const float inv = 1.0f / sqrtf(g4k_warp_sum(ss) / hd + eps);
+    const float inv = warp_rms_inv(ss, hd, eps);
 #pragma unroll
     for (int e = 0; e < E; e++) {
         const int i = threadIdx.x % 32 + 32 * e;
         if (i >= half) continue;
         float a = v.lo[e] * inv * (w ? w[i] : 1.0f), b = v.hi[e] * inv * (w ? w[half + i] : 1.0f);
         if (i < pairs) {
-            const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
             float sn, cs;
-            sincosf((float)pos * inv_freq, &sn, &cs);
+            rope_sincos(i, hd, theta, pos, &sn, &cs);
             const float ra = a * cs - b * sn, rb = b * cs + a * sn;
             a = ra, b = rb;
         }
@@ -208,19 +208,15 @@ __device__ __forceinline__ void store_head(float *x, const head_vals<E> &v, int 
     }
 }
 
-__device__ __forceinline__ void store_kv(void *cache, g4k_kv_dtype dt, size_t off, float x, float scale) {
-    if (dt == G4K_KV_F32) static_cast<float *>(cache)[off] = x;
-    else if (dt == G4K_KV_BF16) static_cast<uint16_t *>(cache)[off] = g4k_f32_to_bf16(x);
-    else static_cast<uint8_t *>(cache)[off] = g4k_f32_to_fp8(x / scale);
-}
-
 template <int E>
 __device__ __forceinline__ void store_head_kv(void *cache, const g4k_attn &a, size_t off, const head_vals<E> &v,
                                               int half, float scale) {
 #pragma unroll
     for (int e = 0; e < E; e++) {
         const int i = threadIdx.x % 32 + 32 * e;
-        if (i < half) store_kv(cache, a.kv_dtype, off + i, v.lo[e], scale), store_kv(cache, a.kv_dtype, off + half + i, v.hi[e], scale);
+        if (i < half)
+            kv_store(cache, a.kv_dtype, off + i, v.lo[e], scale, true),
+                kv_store(cache, a.kv_dtype, off + half + i, v.hi[e], scale, true);
     }
 }
 
@@ -246,7 +242,7 @@ __global__ void __launch_bounds__(32 * POST_WARPS) qkv_post_kernel(g4k_attn a, g
     head_vals<E> v = load_head<E>(in.v + (size_t)m * in.ld_v + j * hd, half);
     norm_rope<E>(k, k_norm, hd, a.rope_pairs, a.rope_theta, pos, a.eps);
     norm_rope<E>(v, nullptr, hd, 0, 1.0f, pos, a.eps); /* weightless v_norm, no RoPE */
-    const size_t off = (size_t)(a.ring ? pos % a.ring : pos) * a.n_kv_heads * hd + (size_t)j * hd;
+    const size_t off = (size_t)kv_row(a, pos) * a.n_kv_heads * hd + (size_t)j * hd;
     store_head_kv<E>(a.k_cache, a, off, k, half, a.k_scale);
     store_head_kv<E>(a.v_cache, a, off, v, half, a.v_scale);
 }

@@ -117,8 +117,8 @@ static double rel_l2(const float *a, const float *ref, int n) {
 }
 
 /* The FP8 gpu_shapes model's q/k/v (1024, 512, 512 rows) concatenate: the GPU's
- * prefill runs them as one tensor-core GEMM over tiled weights and splits the
- * columns (g4k_copy_columns), a path the HF fixtures do not take. Greedy tokens
+ * prefill runs them as one tensor-core GEMM over tiled weights and post-processes
+ * the three column ranges in place (g4k_qkv_in), a path the HF fixtures do not take. Greedy tokens
  * cannot check it (the random weights amplify the FP16 activations' rounding
  * into other choices, see above), so the last token's logits are compared:
  *  - the fp32 path (G4_EXACT_PREFILL=1) against the CPU: they differ by
