@@ -127,14 +127,14 @@ test-gpu: gpu-tests
 # GPU check and timing of the prefill GEMM (run it on a machine with an H100):
 # make build/tests/gpu/gemm_check && build/tests/gpu/gemm_check
 $(BUILD)/tests/gpu/gemm_check: tests/gpu/gemm_check.cu tests/gpu/check.cuh src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh \
-                               src/cuda/kernels.h src/cuda/gemm_wgmma.h src/cuda/wgmma_ops.cuh src/cuda/gemm_common.cuh src/cuda/layout.cu
+                               src/cuda/kernels.h src/cuda/gemm_wgmma.h src/cuda/wgmma_ops.cuh src/cuda/async_copy.cuh src/cuda/gemm_common.cuh src/cuda/layout.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/gemm_check.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/layout.cu
 
 # GPU check and timing of the W8A8 prefill GEMM (cuBLASLt block scaling; H100):
 # make build/tests/gpu/w8a8_check && build/tests/gpu/w8a8_check [--quick]
 $(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu tests/gpu/check.cuh src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu src/cuda/common.cuh src/cuda/gemm_common.cuh \
-                               src/cuda/kernels.h
+                               src/cuda/kernels.h src/cuda/async_copy.cuh
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ tests/gpu/w8a8_check.cu src/cuda/gemm_w8a8.cu src/cuda/gemm.cu src/cuda/gemm_wgmma.cu \
 	    -L$(CUDA_HOME)/lib64 -lcublasLt -ldl -Xlinker -rpath,$(CUDA_HOME)/lib64
@@ -143,7 +143,7 @@ $(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu tests/gpu/check.cuh src/c
 # 12B's shapes (benchmark); GPU machine, G4_GEMV=simt for the CUDA-core kernels:
 # make build/tests/gpu/gemv_check build/tests/gpu/gemv_bench
 GEMV_SRC := src/cuda/gemv.cu src/cuda/gemv_tc.cu src/cuda/layout.cu src/cuda/norm.cu
-$(BUILD)/tests/gpu/gemv_%: tests/gpu/gemv_%.cu tests/gpu/check.cuh $(GEMV_SRC) src/cuda/gemv_tc.h src/cuda/common.cuh src/cuda/kernels.h
+$(BUILD)/tests/gpu/gemv_%: tests/gpu/gemv_%.cu tests/gpu/check.cuh $(GEMV_SRC) src/cuda/gemv_tc.h src/cuda/common.cuh src/cuda/async_copy.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ $< $(GEMV_SRC)
 

@@ -84,6 +84,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/async_copy.cuh"
 #include "cuda/common.cuh"
 #include "cuda/gemm_common.cuh"
 #include "cuda/gemm_wgmma.h"
@@ -122,45 +123,6 @@ struct wg_params {
 
 /* ---------------- PTX wrappers ---------------- */
 
-__device__ __forceinline__ uint32_t wg_smem_u32(const void *p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ bool mbar_try(uint32_t bar, uint32_t parity) {
-    uint32_t ok;
-    asm volatile("{\n\t.reg .pred P1;\n\t"
-                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%1], %2;\n\t"
-                 "selp.b32 %0, 1, 0, P1;\n}\n"
-                 : "=r"(ok)
-                 : "r"(bar), "r"(parity)
-                 : "memory");
-    return ok != 0;
-}
-/* Waits for the phase of `parity` to complete. A wait of more than 4 s means a broken
- * pipeline (a bug, not a slow GPU): trap (cudaErrorLaunchFailure) rather than hang the process.
- * (No printf: a call inside the wgmma pipeline makes ptxas serialize the wgmmas, C7510.) */
-__device__ __forceinline__ void mbar_wait_slow(uint32_t bar, uint32_t parity) {
-    uint64_t t0, t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
-    for (uint32_t n = 1;; n++) {
-        if (mbar_try(bar, parity)) return;
-        if ((n & 1023) == 0) {
-            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-            if (t - t0 > 4000000000ull) __trap();
-        }
-    }
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    if (!mbar_try(bar, parity)) mbar_wait_slow(bar, parity);
-}
 __device__ __forceinline__ void tma_2d(uint32_t dst, const CUtensorMap *map, int c0, int c1, uint32_t bar) {
     asm volatile(
         "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
@@ -225,9 +187,9 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wg_gemm_kernel(const __grid_con
     constexpr int STAGES = wg_cfg<BT>::STAGES, STAGE = wg_cfg<BT>::STAGE;
     extern __shared__ uint8_t smem_raw[];
     __shared__ __align__(8) uint64_t bars[2 * STAGES];
-    const uint32_t raw = wg_smem_u32(smem_raw);
+    const uint32_t raw = g4k_smem_u32(smem_raw);
     const uint32_t base = (raw + 1023u) & ~1023u; /* the swizzle patterns repeat every 1024 bytes */
-    const uint32_t full0 = wg_smem_u32(bars), empty0 = full0 + 8 * STAGES;
+    const uint32_t full0 = g4k_smem_u32(bars), empty0 = full0 + 8 * STAGES;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int tok0 = blockIdx.x * BT, tile = blockIdx.y, split = blockIdx.z;
@@ -240,8 +202,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wg_gemm_kernel(const __grid_con
             mbar_init(full0 + 8 * s, 1);
             mbar_init(empty0 + 8 * s, 8);
         }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        mbar_init_fence();
     }
     __syncthreads();
 

@@ -1,0 +1,61 @@
+/* Hopper asynchronous copies into shared memory and the mbarriers that count
+ * their bytes: the prefill GEMM's tensor-map loads (gemm_wgmma.cu) and the
+ * decode GEMV's plain bulk copies (gemv_tc.cu). */
+#ifndef G4_CUDA_ASYNC_COPY_CUH
+#define G4_CUDA_ASYNC_COPY_CUH
+
+#include <stdint.h>
+
+__device__ __forceinline__ uint32_t g4k_smem_u32(const void *p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+/* Makes initialized barriers visible to the async proxy (the copies that complete them). */
+__device__ __forceinline__ void mbar_init_fence() {
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ bool mbar_try(uint32_t bar, uint32_t parity) {
+    uint32_t ok;
+    asm volatile("{\n\t.reg .pred P1;\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%1], %2;\n\t"
+                 "selp.b32 %0, 1, 0, P1;\n}\n"
+                 : "=r"(ok)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+    return ok != 0;
+}
+/* Waits for the phase of `parity` to complete. A wait of more than 4 s means a broken
+ * pipeline (a bug, not a slow GPU): trap (cudaErrorLaunchFailure) rather than hang the process.
+ * (No printf: a call inside the wgmma pipeline makes ptxas serialize the wgmmas, C7510.) */
+__device__ __forceinline__ void mbar_wait_slow(uint32_t bar, uint32_t parity) {
+    uint64_t t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    for (uint32_t n = 1;; n++) {
+        if (mbar_try(bar, parity)) return;
+        if ((n & 1023) == 0) {
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+            if (t - t0 > 4000000000ull) __trap();
+        }
+    }
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    if (!mbar_try(bar, parity)) mbar_wait_slow(bar, parity);
+}
+/* bytes (a multiple of 16, both addresses 16-byte aligned) from global memory
+ * into this CTA's shared memory, counted on the mbarrier at bar. */
+__device__ __forceinline__ void bulk_copy_g2s(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
+
+#endif
