@@ -24,8 +24,6 @@ if has tests; then step gpu_tests tools/gpu_tests.sh "$bin"; fi
 if has checks; then
     step gemv_check "$bin/gemv_check"
     G4_GEMV=simt step gemv_check_simt "$bin/gemv_check"
-    G4_GEMV_FEED=bulk step gemv_check_bulk "$bin/gemv_check"
-    G4_GEMV_FEED=bulk step gpu_tests_bulk tools/gpu_tests.sh "$bin"
     G4_WEIGHT_LAYOUT=rows step gpu_tests_rows tools/gpu_tests.sh "$bin"
     step attention_check "$bin/attention_check" --quick
     step gemm_check "$bin/gemm_check" --quick
@@ -33,18 +31,15 @@ if has checks; then
 fi
 if has gemv; then
     step gemv_bench "$bin/gemv_bench"
-    G4_GEMV_FEED=bulk step gemv_bench_bulk "$bin/gemv_bench"
-    G4_GEMV_FEED=bulk G4_GEMV_BULK_PER_SM=2 step gemv_bench_bulk2 "$bin/gemv_bench"
     G4_WEIGHT_LAYOUT=rows step gemv_bench_rows "$bin/gemv_bench"
     G4_WEIGHT_LAYOUT=rows G4_GEMV=simt step gemv_bench_simt "$bin/gemv_bench"
-    cat "$out"/gemv_bench*.log
+    cat "$out/gemv_bench.log" "$out/gemv_bench_rows.log" "$out/gemv_bench_simt.log"
 fi
 if has bench; then
     [ -d /tmp/s12 ] || step synth "$bin/g4" synth --preset 12b --dtype fp8 --seed 1 --out /tmp/s12
     step bench "$bin/g4" bench --model-path /tmp/s12 --prompt-len 145,1024 --gen 410 --profile
-    G4_GEMV_FEED=bulk step bench_bulk "$bin/g4" bench --model-path /tmp/s12 --prompt-len 145,1024 --gen 410 --profile
     G4_WEIGHT_LAYOUT=rows step bench_rows "$bin/g4" bench --model-path /tmp/s12 --prompt-len 145 --gen 410
-    cat "$out"/bench*.log
+    cat "$out/bench.log" "$out/bench_rows.log"
 fi
 if has tiles; then
     for m in 17 32 145; do

@@ -1,6 +1,5 @@
-/* Hopper asynchronous copies into shared memory and the mbarriers that count
- * their bytes: the prefill GEMM's tensor-map loads (gemm_wgmma.cu) and the
- * decode GEMV's plain bulk copies (gemv_tc.cu). */
+/* The mbarriers that count the bytes of Hopper's asynchronous copies into
+ * shared memory (the prefill GEMM's tensor-map loads, gemm_wgmma.cu). */
 #ifndef G4_CUDA_ASYNC_COPY_CUH
 #define G4_CUDA_ASYNC_COPY_CUH
 
@@ -50,12 +49,4 @@ __device__ __forceinline__ void mbar_wait_slow(uint32_t bar, uint32_t parity) {
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
     if (!mbar_try(bar, parity)) mbar_wait_slow(bar, parity);
 }
-/* bytes (a multiple of 16, both addresses 16-byte aligned) from global memory
- * into this CTA's shared memory, counted on the mbarrier at bar. */
-__device__ __forceinline__ void bulk_copy_g2s(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar)
-                 : "memory");
-}
-
 #endif

@@ -87,13 +87,6 @@ __device__ __forceinline__ float g4k_gelu_tanh(float x) {
  * still waits for this one to complete. Both are no-ops without the attribute. */
 __device__ __forceinline__ void g4k_wait_inputs() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void g4k_allow_next() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
-/* The same before this kernel's own wait, for kernels of a few blocks between
- * two GEMVs (the norms): the GEMV after them then becomes resident as the
- * GEMV before them retires and streams its first weights during both waits,
- * instead of starting when the norm runs. Safe because every kernel writes
- * nothing and reads nothing an earlier kernel writes before its wait, and its
- * wait covers this kernel, which completes only after its own wait. */
-__device__ __forceinline__ void g4k_allow_next_early() { g4k_allow_next(); }
 
 __device__ __forceinline__ void g4k_prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 

@@ -362,9 +362,7 @@ extern "C" void g4k_gemv(const g4_dmatrix *w, float *const *y, int n_mats, const
 
 extern "C" int g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, int splits,
                               g4_stream s) {
-    int parts = splits;
-    if (g4k_gemv_tc(w, y, n_mats, x, M, G4K_TC_PLAIN, 0.0f, &parts, s) == 0) return parts;
-    if (tiled_refused(w, "g4k_gemv")) return 1;
+    if (g4k_gemv_tc(w, y, n_mats, x, M, G4K_TC_PLAIN, 0.0f, s) == 0 || tiled_refused(w, "g4k_gemv")) return 1;
     gemv_args a = {};
     a.n_mats = n_mats, a.cols = w[0].cols, a.M = M, a.x = x, a.splits = splits;
     for (int i = 0; i < n_mats; i++) {
@@ -379,8 +377,7 @@ extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, flo
                                g4_stream s) {
     const g4_dmatrix gu[2] = {*gate, *up};
     float *const ys[2] = {y, nullptr};
-    int parts = 1;
-    if (g4k_gemv_tc(gu, ys, 2, x, M, G4K_TC_GEGLU, 0.0f, &parts, s) == 0 || tiled_refused(gu, "g4k_gemv_geglu")) return;
+    if (g4k_gemv_tc(gu, ys, 2, x, M, G4K_TC_GEGLU, 0.0f, s) == 0 || tiled_refused(gu, "g4k_gemv_geglu")) return;
     gemv_args a = {};
     a.n_mats = 2, a.cols = gate->cols, a.M = M, a.x = x, a.total_rows = gate->rows, a.splits = 1;
     a.mat[0] = to_mat(gate, y);
@@ -390,8 +387,7 @@ extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, flo
 
 extern "C" void g4k_lm_head(float *logits, const float *x, const g4_dmatrix *E, int M, float cap, g4_stream s) {
     float *const ys[1] = {logits};
-    int parts = 1;
-    if (g4k_gemv_tc(E, ys, 1, x, M, G4K_TC_SOFTCAP, cap, &parts, s) == 0 || tiled_refused(E, "g4k_lm_head")) return;
+    if (g4k_gemv_tc(E, ys, 1, x, M, G4K_TC_SOFTCAP, cap, s) == 0 || tiled_refused(E, "g4k_lm_head")) return;
     const int vocab = E->rows, n = E->cols;
     gemv_args a = {};
     a.n_mats = 1, a.cols = n, a.M = M, a.x = x, a.total_rows = vocab, a.cap = cap, a.splits = 1;

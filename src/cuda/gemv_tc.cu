@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda/async_copy.cuh"
 #include "cuda/common.cuh"
 #include "cuda/gemv_tc.h"
 
@@ -49,8 +48,6 @@ struct tc_args {
     int cols, M;
     int n_tiles;   /* 16-row tiles over all matrices (GeGLU: over gate; up is paired) */
     int kpw;       /* warps per tile (1, 2, 4, 8): the tile's k-steps split between them */
-    int splits;    /* bulk-fed kernel: split-K parts over gridDim.y, partial sums to y + part * part_tokens * rows */
-    int part_tokens; /* tokens of each part in y: all passes' */
     int xs_stride; /* 16-bit elements per shared x row (cols + 8: rows start in other banks) */
     const float *x;
     float cap;
@@ -62,7 +59,6 @@ struct tc_cfg {
     static constexpr int NA = MODE == G4K_TC_GEGLU ? 2 : 1; /* A tiles per warp (gate and up) */
     static constexpr int P = NA == 2 ? 4 : 8;                /* k-steps of loads in flight per warp */
     static constexpr int STEP_COLS = FP8 ? 64 : 32;          /* 16 bytes per lane per row */
-    static constexpr int BPT = FP8 ? 2 : 4;                  /* B columns per token */
     static constexpr int XPARTS = FP8 ? 2 : 3;               /* parts of x kept in shared memory */
 };
 
@@ -146,13 +142,12 @@ __device__ __forceinline__ void tc_step(float acc[4], const uint4 &lo, const uin
     }
 }
 
-/* Quad i of the staged columns (nc of each token's row) -> shared parts: FP8
- * path rows 2m (hi), 2m + 1 (lo) in FP16; BF16 path rows 3m..3m+2 (hi, mid,
- * lo) in BF16. */
+/* x[m][c] (fp32, global) -> shared parts: FP8 path rows 2m (hi), 2m + 1 (lo)
+ * in FP16; BF16 path rows 3m..3m+2 (hi, mid, lo) in BF16. */
 template <bool FP8>
-__device__ __forceinline__ void tc_store_x(const tc_args &a, uint16_t *xs, int nc, int i, float4 v4) {
+__device__ __forceinline__ void tc_store_x(const tc_args &a, uint16_t *xs, int i, float4 v4) {
     constexpr int parts = FP8 ? 2 : 3;
-    const int m = i / (nc / 4), c = (i % (nc / 4)) * 4;
+    const int m = i / (a.cols / 4), c = (i % (a.cols / 4)) * 4;
     const float v[4] = {v4.x, v4.y, v4.z, v4.w};
     uint16_t p[parts][4];
 #pragma unroll
@@ -176,23 +171,23 @@ __device__ __forceinline__ void tc_store_x(const tc_args &a, uint16_t *xs, int n
     }
 }
 
-/* x[m][c0..c0+nc) (fp32, global) -> shared parts (tc_store_x), for every
- * token m; c0 and nc multiples of 4. Eight loads per thread go out before any
- * is used: x comes from L2 and this is on the critical path after the PDL
- * wait. */
+/* x[m][c] (fp32, global) -> shared parts: FP8 path rows 2m (hi), 2m + 1 (lo)
+ * in FP16; BF16 path rows 3m..3m+2 (hi, mid, lo) in BF16. Eight loads per
+ * thread go out before any is used: x comes from L2 and this is on the
+ * critical path after the PDL wait. */
 template <bool FP8>
-__device__ void tc_stage_x(const tc_args &a, uint16_t *xs, int c0, int nc) {
+__device__ void tc_stage_x(const tc_args &a, uint16_t *xs) {
     constexpr int B = 8;
-    const int quads = a.M * nc / 4;
-    auto src = [&](int i) { return reinterpret_cast<const float4 *>(a.x + (size_t)(i / (nc / 4)) * a.cols + c0)[i % (nc / 4)]; };
+    const int quads = a.M * a.cols / 4;
+    const float4 *x4 = reinterpret_cast<const float4 *>(a.x);
     for (int i0 = threadIdx.x; i0 < quads; i0 += B * blockDim.x) {
         float4 v[B];
 #pragma unroll
         for (int u = 0; u < B; u++)
-            if (i0 + u * (int)blockDim.x < quads) v[u] = src(i0 + u * blockDim.x);
+            if (i0 + u * (int)blockDim.x < quads) v[u] = x4[i0 + u * blockDim.x];
 #pragma unroll
         for (int u = 0; u < B; u++)
-            if (i0 + u * (int)blockDim.x < quads) tc_store_x<FP8>(a, xs, nc, i0 + u * blockDim.x, v[u]);
+            if (i0 + u * (int)blockDim.x < quads) tc_store_x<FP8>(a, xs, i0 + u * blockDim.x, v[u]);
     }
 }
 
@@ -206,7 +201,7 @@ __device__ __forceinline__ float tc_epilogue(float v, float up, int mode, float 
  * lane's column holds no token: xrow < 0). */
 template <bool FP8>
 __device__ __forceinline__ void tc_x_fragment(const tc_args &a, const uint16_t *xs, int xrow, int s, int t, uint4 (&xb)[2]) {
-    constexpr int step_cols = FP8 ? 64 : 32;
+    constexpr int step_cols = tc_cfg<FP8, G4K_TC_PLAIN>::STEP_COLS;
     xb[0] = xb[1] = make_uint4(0, 0, 0, 0);
     if (xrow < 0) return;
     const uint4 *p = reinterpret_cast<const uint4 *>(xs + (size_t)xrow * a.xs_stride + s * step_cols + (FP8 ? 16 : 8) * t);
@@ -227,12 +222,11 @@ __device__ __forceinline__ void tc_sums(const float (&acc)[NA][4], float (&v)[NA
 }
 
 /* Writes the outputs of a block's tiles of one group (every thread of the
- * block calls it) as tokens token0.. of y (split-K part p: token0 = p * M).
- * kpw == 1: each warp writes its tile's rows; else the kpw warps of a tile
+ * block calls it). kpw == 1: each warp writes its tile's rows; else the kpw warps of a tile
  * add up their sums in shared memory (red) first. */
 template <bool FP8, int MODE, int NA>
 __device__ __forceinline__ void tc_write(const tc_args &a, float *red, const tc_job &cur, int group, int tile,
-                                         const float (&v)[NA][2], int token0 = 0) {
+                                         const float (&v)[NA][2]) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int token = FP8 ? t : t / 2;
     const bool holds = token < a.M && (FP8 || t % 2 == 0);
@@ -240,8 +234,7 @@ __device__ __forceinline__ void tc_write(const tc_args &a, float *red, const tc_
         if (tile < a.n_tiles && holds)
 #pragma unroll
             for (int h = 0; h < 2; h++)
-                cur.y[(size_t)(token0 + token) * cur.rows + cur.row + g + 8 * h] =
-                    tc_epilogue(v[0][h], v[NA - 1][h], MODE, a.cap);
+                cur.y[(size_t)token * cur.rows + cur.row + g + 8 * h] = tc_epilogue(v[0][h], v[NA - 1][h], MODE, a.cap);
         return;
     }
     const int tiles_per_block = TC_WARPS / a.kpw;
@@ -259,7 +252,7 @@ __device__ __forceinline__ void tc_write(const tc_args &a, float *red, const tc_
 #pragma unroll
             for (int i = 0; i < NA; i++) sum[i] += red[(((ot * a.kpw + p) * NA + i) * 16 + r) * a.M + m];
         const tc_job oj = tc_find(a, otile, 0, 0, FP8, 0);
-        oj.y[(size_t)(token0 + m) * oj.rows + oj.row + r] = tc_epilogue(sum[0], sum[NA - 1], MODE, a.cap);
+        oj.y[(size_t)m * oj.rows + oj.row + r] = tc_epilogue(sum[0], sum[NA - 1], MODE, a.cap);
     }
     __syncthreads();
 }
@@ -302,7 +295,7 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     if (tile < a.n_tiles) prologue(job); /* weights do not depend on the previous kernel */
     g4k_wait_inputs();
     g4k_allow_next(); /* the grid is resident: the next kernel only gets what this one frees */
-    tc_stage_x<FP8>(a, xs, 0, a.cols);
+    tc_stage_x<FP8>(a, xs);
     __syncthreads();
 
     for (; group < n_groups; group += gridDim.x) {
@@ -333,107 +326,6 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
             prologue(job);
         }
         tc_write<FP8, MODE, NA>(a, red, cur, group, tile, v);
-    }
-}
-
-/* ---- The same product fed by bulk copies (tiled FP8 only) ----
- * The register-fed kernel above keeps its loads in flight in registers:
- * 2 blocks x 256 threads x 128 registers fill the register file, so the next
- * kernel's blocks become resident only as this one's retire, and HBM idles
- * across each kernel boundary (the step loses ~5 us per GEMV launch beyond
- * its bytes; perf log, session 5). Here each warp streams its share through
- * a ring of R slots in shared memory: its lane 0 issues one bulk copy per
- * slot (a warp's k-range of a tile is one contiguous run in the tiled
- * layout), counted on the slot's mbarrier, and refills the slot as soon as
- * the warp has consumed it. Registers stay few, so with one block per SM
- * the next GEMV's block can become resident beside this one and fill its
- * ring before its PDL wait. */
-template <int MODE>
-struct tma_cfg {
-    static constexpr int NA = MODE == G4K_TC_GEGLU ? 2 : 1;
-    static constexpr int U = NA == 2 ? 2 : 4;                   /* k-steps (1 KB each per A tile) per slot */
-    static constexpr int R = 3;                                 /* slots per warp */
-    static constexpr int SLOT = NA * U * 1024;                  /* bytes */
-    static constexpr int RING = TC_WARPS * R * SLOT;            /* 96 KB per block */
-    static constexpr int BARS = (TC_WARPS * R * 8 + 15) / 16 * 16; /* the slots' mbarriers */
-};
-
-template <int MODE>
-__global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tma_kernel(tc_args a) {
-    using C = tma_cfg<MODE>;
-    constexpr int NA = C::NA, U = C::U, R = C::R;
-    extern __shared__ __align__(128) uint8_t tma_smem[];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const uint8_t *ring = tma_smem + warp * R * C::SLOT;
-    uint64_t *bars = reinterpret_cast<uint64_t *>(tma_smem + C::RING);
-    uint16_t *xs = reinterpret_cast<uint16_t *>(tma_smem + C::RING + C::BARS);
-    float *red = reinterpret_cast<float *>(xs + (size_t)2 * a.M * a.xs_stride); /* [warp][NA][16][M] */
-
-    const int tiles_per_block = TC_WARPS / a.kpw, part = warp % a.kpw, tib = warp / a.kpw;
-    const int n_groups = (a.n_tiles + tiles_per_block - 1) / tiles_per_block;
-    /* the block's split-K part: k-steps kb0..kb1, the only columns of x it stages */
-    const int kb0 = (int)blockIdx.y * (a.cols / 64) / a.splits, kb1 = ((int)blockIdx.y + 1) * (a.cols / 64) / a.splits;
-    const int s_begin = kb0 + part * (kb1 - kb0) / a.kpw, s_end = kb0 + (part + 1) * (kb1 - kb0) / a.kpw;
-    const int chunks = (s_end - s_begin + U - 1) / U; /* slots' worth per tile */
-    const int iters = (n_groups - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x;
-    const int total = iters * chunks; /* the warp's stream: chunk j is tile iteration j / chunks */
-    const uint32_t bar0 = g4k_smem_u32(bars + warp * R), ring0 = g4k_smem_u32(ring);
-    auto tile_of = [&](int it) { return ((int)blockIdx.x + it * (int)gridDim.x) * tiles_per_block + tib; };
-
-    /* lane 0: chunk j of the stream into slot j % R (a tile past the end only completes the phase) */
-    auto fill = [&](int j) {
-        const int tile = tile_of(j / chunks), s = s_begin + (j % chunks) * U, slot = j % R;
-        const uint32_t bar = bar0 + 8 * slot;
-        if (tile >= a.n_tiles) {
-            mbar_arrive(bar);
-            return;
-        }
-        const int n = min(U, s_end - s);
-        const tc_job job = tc_find(a, tile, 0, 0, true, NA); /* lane (0, 0): the tile's first byte */
-        mbar_expect_tx(bar, (uint32_t)(NA * n * 1024));
-#pragma unroll
-        for (int i = 0; i < NA; i++)
-            bulk_copy_g2s(ring0 + slot * C::SLOT + i * U * 1024, job.lo[i] + (size_t)s * 1024, n * 1024, bar);
-    };
-    if (lane == 0) {
-        for (int r = 0; r < R; r++) mbar_init(bar0 + 8 * r, 1);
-        mbar_init_fence();
-        for (int j = 0; j < R && j < total; j++) fill(j); /* weights do not depend on the previous kernel */
-    }
-    g4k_wait_inputs();
-    g4k_allow_next();
-    tc_stage_x<true>(a, xs, kb0 * 64, (kb1 - kb0) * 64);
-    __syncthreads(); /* also: the barriers are initialized before any lane waits on them */
-
-    const int xrow = g < 2 * a.M ? g : -1;
-    for (int it = 0, j = 0; it < iters; it++) {
-        const int tile = tile_of(it);
-        const tc_job job = tc_find(a, tile < a.n_tiles ? tile : 0, 0, 0, true, NA);
-        float acc[NA][4] = {};
-        for (int c = 0; c < chunks; c++, j++) {
-            const int slot = j % R;
-            mbar_wait(bar0 + 8 * slot, (uint32_t)(j / R) & 1u);
-            if (tile < a.n_tiles) {
-                const int s0 = s_begin + c * U, n = min(U, s_end - s0);
-                const uint8_t *src = ring + slot * C::SLOT + lane * 32;
-#pragma unroll
-                for (int u = 0; u < U; u++) {
-                    if (u >= n) break;
-                    uint4 xb[2];
-                    tc_x_fragment<true>(a, xs, xrow, s0 + u - kb0, t, xb);
-#pragma unroll
-                    for (int i = 0; i < NA; i++) {
-                        const uint4 *w = reinterpret_cast<const uint4 *>(src + (i * U + u) * 1024);
-                        tc_step<true>(acc[i], w[0], w[1], xb, __ldg(job.sc[i] + (s0 + u) / 2));
-                    }
-                }
-            }
-            __syncwarp(); /* every lane has used the slot (its MMAs consumed the values) */
-            if (lane == 0 && j + R < total) fill(j + R);
-        }
-        float v[NA][2];
-        tc_sums<true, NA>(acc, v);
-        tc_write<true, MODE, NA>(a, red, job, (int)blockIdx.x + it * (int)gridDim.x, tile, v, (int)blockIdx.y * a.part_tokens);
     }
 }
 
@@ -481,72 +373,7 @@ static int launch_tc(tc_args &a, cudaStream_t s) {
     return 0;
 }
 
-/* G4_GEMV_FEED=bulk: tiled FP8 matrices through gemv_tma_kernel (else the
- * register-fed kernel); G4_GEMV_BULK_PER_SM: its blocks per SM (default 1,
- * which leaves room for the next kernel's block). */
-static bool bulk_feed(g4k_tc_mode mode) {
-    static int v = -1; /* bit 0: PLAIN, bit 1: GEGLU (bulk-plain / bulk-geglu: one of them, for experiments) */
-    if (v < 0) {
-        const char *e = getenv("G4_GEMV_FEED");
-        v = !e ? 0 : !strcmp(e, "bulk") ? 3 : !strcmp(e, "bulk-plain") ? 1 : !strcmp(e, "bulk-geglu") ? 2 : 0;
-    }
-    return v & (mode == G4K_TC_GEGLU ? 2 : mode == G4K_TC_PLAIN ? 1 : 0);
-}
-
-static int bulk_blocks_per_sm(void) {
-    const char *e = getenv("G4_GEMV_BULK_PER_SM");
-    return e && atoi(e) == 2 ? 2 : 1;
-}
-
-/* Warps per tile for the bulk-fed kernel: the one whose groups of tiles fill
- * the resident blocks' waves best (ties to fewer warps per tile: less to add
- * up), each warp keeping at least min_steps k-steps. */
-static int pick_kpw_waves(int n_tiles, int n_steps, int min_steps, int resident) {
-    int best = 1;
-    double best_fill = -1.0;
-    for (int kpw = 1; kpw <= TC_WARPS; kpw *= 2) {
-        if (kpw > 1 && n_steps / kpw < min_steps) break;
-        const int groups = (n_tiles + TC_WARPS / kpw - 1) / (TC_WARPS / kpw);
-        const int waves = (groups + resident - 1) / resident;
-        const double fill = (double)groups / ((double)waves * resident);
-        if (fill > best_fill + 0.02) best = kpw, best_fill = fill;
-    }
-    return best;
-}
-
-template <int MODE>
-static int launch_bulk(tc_args &a, cudaStream_t s) {
-    using C = tma_cfg<MODE>;
-    auto kernel = gemv_tma_kernel<MODE>;
-    const int n_steps = a.cols / 64;
-    if (a.splits > n_steps / (2 * C::U)) a.splits = 1; /* each part keeps a few slots' worth of k-steps */
-    a.xs_stride = (n_steps + a.splits - 1) / a.splits * 64 + 8;
-    const size_t smem = (size_t)C::RING + C::BARS + (size_t)2 * a.M * a.xs_stride * 2 + (size_t)TC_WARPS * C::NA * 16 * a.M * 4;
-    if (smem > 227 * 1024) return 1;
-    static size_t smem_set = 48 * 1024;
-    if (smem > smem_set) {
-        if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
-            return 1;
-        smem_set = smem;
-    }
-    int per_sm = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * TC_WARPS, smem) != cudaSuccess ||
-        per_sm < 1)
-        return 1;
-    if (per_sm > bulk_blocks_per_sm()) per_sm = bulk_blocks_per_sm();
-    const int resident = per_sm * g4k_sm_count() / a.splits; /* blocks along x, per part */
-    a.kpw = pick_kpw_waves(a.n_tiles, n_steps / a.splits, 2 * C::U, resident);
-    const int groups = (a.n_tiles + TC_WARPS / a.kpw - 1) / (TC_WARPS / a.kpw);
-    g4k_launch(kernel, dim3(groups < resident ? groups : resident, a.splits), dim3(32 * TC_WARPS), smem, s, a);
-    return 0;
-}
-
-/* Runs one pass; a.splits is then the split-K parts it wrote (1: whole sums). */
 static int launch_mode(tc_args &a, bool fp8, g4k_tc_mode mode, cudaStream_t s) {
-    if (fp8 && a.tiled && bulk_feed(mode) && mode != G4K_TC_SOFTCAP && /* else: x too wide for the ring's block */
-        (mode == G4K_TC_GEGLU ? launch_bulk<G4K_TC_GEGLU>(a, s) : launch_bulk<G4K_TC_PLAIN>(a, s)) == 0)
-        return 0;
-    a.splits = 1;
     switch (mode) {
     case G4K_TC_GEGLU: return fp8 ? launch_tc<true, G4K_TC_GEGLU>(a, s) : launch_tc<false, G4K_TC_GEGLU>(a, s);
     case G4K_TC_SOFTCAP: return fp8 ? launch_tc<true, G4K_TC_SOFTCAP>(a, s) : launch_tc<false, G4K_TC_SOFTCAP>(a, s);
@@ -561,7 +388,7 @@ static int tokens_per_pass(bool fp8, int cols) {
 }
 
 int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode,
-                float cap, int *parts, cudaStream_t s) {
+                float cap, cudaStream_t s) {
     const bool fp8 = w[0].fp8, tiled = w[0].tiled;
     const int per_pass = tokens_per_pass(fp8, w[0].cols);
     /* row-major matrices have the CUDA-core kernels to fall back on; tiled ones take passes of tokens */
@@ -571,7 +398,6 @@ int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x
     if (mode == G4K_TC_SOFTCAP && !(cap > 0.0f)) mode = G4K_TC_PLAIN;
     tc_args a = {};
     a.n_mats = n_mats, a.cols = w[0].cols, a.cap = cap, a.tiled = tiled;
-    a.splits = mode == G4K_TC_PLAIN && *parts > 1 ? *parts : 1, a.part_tokens = M;
     int rows = 0;
     for (int i = 0; i < n_mats; i++) {
         if (w[i].rows % 16 || w[i].fp8 != w[0].fp8 || w[i].cols != w[0].cols || w[i].tiled != w[0].tiled)
@@ -591,8 +417,6 @@ int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x
         for (int i = 0; i < n_mats; i++)
             if (pass.mat[i].y) pass.mat[i].y += (size_t)m0 * w[i].rows;
         if (launch_mode(pass, fp8, mode, s)) return m0 ? -1 : 1;
-        a.splits = pass.splits; /* the first pass (the widest x) settles the parts for all */
     }
-    *parts = a.splits;
     return 0;
 }

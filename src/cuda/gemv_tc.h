@@ -20,10 +20,8 @@ struct gemv_mat {
 
 /* y_i[m][r] = sum_c x[m][c] W_i[r][c] (PLAIN, up to 3 matrices of the same
  * cols and layout), gelu(x gate^T) * (x up^T) (GEGLU: w[0] gate, w[1] up,
- * y[0] out), or cap * tanh((x W^T) / cap) (SOFTCAP, cap > 0). *parts: on
- * entry the split-K parts the caller takes (PLAIN; 1: whole sums), on return
- * the parts written, y_i + p * M * rows for part p (the bulk-fed kernel,
- * G4_GEMV_FEED=bulk, splits; the register-fed one writes whole sums). Tiled matrices (kernels.h) take any M, in launches of up to
+ * y[0] out), or cap * tanh((x W^T) / cap) (SOFTCAP, cap > 0). Whole sums: no
+ * split-K parts. Tiled matrices (kernels.h) take any M, in launches of up to
  * 4 (FP8) or 2 (BF16) tokens, as many as x's parts fit in shared memory.
  * Returns 0 when it ran, 1 when the shape is not for this path (the caller
  * uses the CUDA-core kernels, which read row-major only): for row-major
@@ -31,6 +29,6 @@ struct gemv_mat {
  * not a multiple of 16 or cols not a multiple of 64 (FP8) or 32 (BF16). -1
  * when a later launch of several failed after the first ran. */
 int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode, float cap,
-                int *parts, cudaStream_t s);
+                cudaStream_t s);
 
 #endif

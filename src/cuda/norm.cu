@@ -2,9 +2,6 @@
  * residual update (one block per row), and the per-head q/k/v post-processing
  * (norms, RoPE, the KV-cache write; one warp per head). CPU references:
  * cpu_rmsnorm, cpu_rope and the loops of src/cpu/forward.c. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/kv.cuh"
@@ -21,8 +18,8 @@ __device__ float rms_inv(const float *x, int n, float eps, float *red) {
 
 __global__ void rmsnorm_kernel(float *out, const float *x, const float *w, int n, float eps) {
     __shared__ float red[32];
-    g4k_allow_next_early();
     g4k_wait_inputs();
+    g4k_allow_next();
     const float *xr = x + (size_t)blockIdx.x * n;
     float *orow = out + (size_t)blockIdx.x * n;
     const float inv = rms_inv(xr, n, eps, red);
@@ -38,8 +35,8 @@ extern "C" void g4k_rmsnorm(float *out, const float *x, const float *w, int M, i
 __global__ void residual_norm_kernel(float *h, float *y, int parts, const float *w_post, float scalar, float *out,
                                      const float *w_next, int n, float eps) {
     __shared__ float red[32];
-    g4k_allow_next_early();
     g4k_wait_inputs();
+    g4k_allow_next();
     float *hr = h + (size_t)blockIdx.x * n;
     float *yr = y + (size_t)blockIdx.x * n;
     const size_t part_stride = (size_t)gridDim.x * n;
@@ -62,9 +59,8 @@ __global__ void residual_norm_kernel(float *h, float *y, int parts, const float 
 #define RES_VEC 4
 __global__ void __launch_bounds__(512) residual_norm_vec(float *h, const float *y, int parts, const float *w_post,
                                                           float scalar, float *out, const float *w_next, int n,
-                                                          float eps, int early) {
+                                                          float eps) {
     __shared__ float red[32];
-    if (early) g4k_allow_next_early();
     const int n4 = n / 4;
     /* the norm weights do not depend on the previous kernel: load them while it drains */
     float4 wpv[RES_VEC], wnv[RES_VEC];
@@ -77,7 +73,7 @@ __global__ void __launch_bounds__(512) residual_norm_vec(float *h, const float *
         }
     }
     g4k_wait_inputs();
-    if (!early) g4k_allow_next();
+    g4k_allow_next();
     float4 *hr = reinterpret_cast<float4 *>(h + (size_t)blockIdx.x * n);
     const float4 *yr = reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * n);
     float4 yv[RES_VEC], hv[RES_VEC];
@@ -127,9 +123,7 @@ extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const flo
     if (n % 4 == 0 && n <= 4 * RES_VEC * 512) {
         int threads = (n / 4 + RES_VEC - 1) / RES_VEC;
         threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
-        static int early = -1; /* G4_NORM_TRIGGER=late: the next kernel launches after this one's wait (experiment) */
-        if (early < 0) early = !(getenv("G4_NORM_TRIGGER") && !strcmp(getenv("G4_NORM_TRIGGER"), "late"));
-        g4k_launch(residual_norm_vec, M, threads, 0, s, h, y, parts, w_post, scalar, out, w_next, n, eps, early);
+        g4k_launch(residual_norm_vec, M, threads, 0, s, h, y, parts, w_post, scalar, out, w_next, n, eps);
     } else {
         g4k_launch(residual_norm_kernel, M, ROW_THREADS, 0, s, h, const_cast<float *>(y), parts, w_post, scalar, out,
                    w_next, n, eps);

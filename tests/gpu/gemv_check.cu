@@ -108,16 +108,8 @@ static bool tc_on() {
 
 /* Tiled and row-major outputs bitwise equal: asked only where both runs took
  * the tensor cores in one pass (M <= 2, not G4_GEMV=simt), the same arithmetic. */
-/* Tiled and row-major FP8 matrices give the same bits only through the same
- * kernel: with G4_GEMV_FEED=bulk tiled ones take the bulk-fed kernel, which
- * adds up in another order (both are checked against float64 above). */
-static bool bulk_on(void) {
-    const char *e = getenv("G4_GEMV_FEED");
-    return e && !strcmp(e, "bulk");
-}
-
-static void check_bitwise(const char *what, int M, bool fp8, bool equal) {
-    if (M > 2 || !tc_on() || (fp8 && bulk_on())) return;
+static void check_bitwise(const char *what, int M, bool equal) {
+    if (M > 2 || !tc_on()) return;
     printf("check %s tiled == row-major bitwise: %s\n", what, equal ? "ok" : "FAIL");
     equal ? g_pass++ : g_fail++;
 }
@@ -231,7 +223,7 @@ static void check_plain(int fp8, const std::vector<int> &rows, int cols, int M, 
         if (!layout) y_rows = y, parts_rows = parts;
         else {
             snprintf(what, sizeof what, "%d mats rows %d.. cols %d M %d", (int)w.size(), rows[0], cols, M);
-            check_bitwise(what, M, fp8, y == y_rows && parts == parts_rows);
+            check_bitwise(what, M, y == y_rows && parts == parts_rows);
         }
     }
     for (auto &m : dt) cudaFree(const_cast<void *>(m.data));
@@ -271,7 +263,7 @@ static void check_geglu(int rows, int cols, int M) {
         if (!layout) y_rows = y;
         else {
             snprintf(what, sizeof what, "geglu rows %d cols %d M %d", rows, cols, M);
-            check_bitwise(what, M, true, y == y_rows);
+            check_bitwise(what, M, y == y_rows);
         }
     }
     if (tile) cudaFree(const_cast<void *>(tg.data)), cudaFree(const_cast<void *>(tu.data));
@@ -308,7 +300,7 @@ static void check_head(int vocab, int n, int M, float cap) {
         if (!layout) y_rows = y;
         else {
             snprintf(what, sizeof what, "lm head vocab %d n %d M %d", vocab, n, M);
-            check_bitwise(what, M, false, y == y_rows);
+            check_bitwise(what, M, y == y_rows);
         }
     }
     cudaFree(const_cast<void *>(tiled.data));
