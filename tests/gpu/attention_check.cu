@@ -85,6 +85,7 @@ struct kind {
 static const kind SLIDING = {"sliding hd256", 16, 8, 256, 1024, 128, 1e4f, false};
 static const kind FULL = {"full hd512", 16, 1, 512, 0, 64, 1e6f, true};
 static const kind MID = {"hd128 gqa4", 8, 2, 128, 64, 64, 1e4f, false};
+static const kind NARROW = {"hd128 window 16", 8, 2, 128, 16, 64, 1e4f, false}; /* a window inside one key tile */
 static const kind SMALL_S = {"small hd32", 4, 2, 32, 8, 16, 1e4f, false};
 static const kind SMALL_F = {"small hd64 full", 4, 1, 64, 0, 8, 1e6f, true};
 
@@ -533,6 +534,7 @@ int main(int argc, char **argv) {
                 run_case(SLIDING, dt, SLIDING.window + 512, pos0, M, true);
                 run_case(FULL, dt, 0, pos0, M, true);
                 if (ctx <= 1500) run_case(MID, dt, ctx % 2 ? MID.window + 8 : 0, pos0, M, true);
+                if (ctx <= 1500) run_case(NARROW, dt, NARROW.window + 8, pos0, M, true); /* fewer keys than a split's least */
             }
         for (int n : {17, 64, 145, 512})
             for (int pos0 : {0, 1000}) {
@@ -552,7 +554,12 @@ int main(int argc, char **argv) {
             run_case(SLIDING, dt, SLIDING.window + 512, 1020, n, false);
             run_case(FULL, dt, 0, 1020, n, false);
             run_case(MID, dt, MID.window + 512, 60, n, false);
+            for (int pos0 : {0, 60}) run_case(NARROW, dt, NARROW.window + 512, pos0, n, false);
         }
+        /* the whole-slice layouts (DCH = 256) at the smallest M that takes them: enough 64-row
+         * tiles to fill the SMs (full: M >= 261, two 256-dim slices; sliding: M >= 513) */
+        run_case(FULL, dt, 0, 1000, 264, false, true);
+        run_case(SLIDING, dt, SLIDING.window + 512, 3000, 520, false);
         if (!quick)
             for (int pos0 : {0, 3000}) {
                 run_case(SLIDING, dt, SLIDING.window + 1024, pos0, 1024, false);
