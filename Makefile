@@ -31,6 +31,12 @@ CUDA_SRC := $(wildcard src/cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cuda/*.c))
 NVFLAGS  ?= -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc -lineinfo
 CFLAGS   += -DG4_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+# TRACE=1: the diagnostic build with the decode step's block timeline (src/cuda/trace.cuh),
+# e.g. make BUILD=.tracebuild TRACE=1 STATIC_OMP=1 .tracebuild/g4
+ifeq ($(TRACE),1)
+NVFLAGS  += -DG4_TRACE
+CFLAGS   += -DG4_TRACE
+endif
 # cuBLASLt (the optional W8A8 prefill GEMM, src/cuda/gemm_w8a8.cu) is a shared
 # library (the static one is ~0.5 GB of kernels). By default gemm_w8a8.cu opens it
 # with dlopen on its first call: linked, its start-up costs every process ~1 s and
@@ -48,7 +54,7 @@ endif
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static $(CUBLASLT_LIBS) -ldl -lrt -lstdc++
 endif
 
-.PHONY: all test run clean fuzz
+.PHONY: all test run clean fuzz trace-objs
 all: $(BUILD)/g4
 
 $(BUILD)/libg4.a: $(LIB_OBJ) $(CUDA_OBJ)
@@ -91,8 +97,18 @@ clean:
 check:
 	tools/setup.sh
 	$(MAKE) all gpu-tests $(if $(filter 1,$(CUDA)),$(BUILD)/tests/gpu/gemm_check $(BUILD)/tests/gpu/gemv_bench $(BUILD)/tests/gpu/gemv_check \
-	                                               $(BUILD)/tests/gpu/w8a8_check $(BUILD)/tests/gpu/attention_check)
+	                                               $(BUILD)/tests/gpu/w8a8_check $(BUILD)/tests/gpu/attention_check trace-objs)
 	$(MAKE) test
+
+# The TRACE=1 build's instrumented sources compile (CI has no GPU to run them on).
+TRACE_SRC := src/cuda/trace.cu src/cuda/gemv_tc.cu src/cuda/norm.cu src/cuda/attention_decode.cu src/cuda/sample.cu
+trace-objs: $(TRACE_SRC:src/cuda/%.cu=$(BUILD)/trace/%.o) $(BUILD)/trace/cuda_forward.o
+$(BUILD)/trace/%.o: src/cuda/%.cu $(wildcard src/*/*.h src/cuda/*.cuh)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -DG4_TRACE -c -o $@ $<
+$(BUILD)/trace/cuda_forward.o: src/cuda/cuda_forward.c $(wildcard src/*/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DG4_TRACE -c -o $@ $<
 
 .SECONDARY:
 

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "cuda/kv.cuh"
+#include "cuda/trace.cuh"
 
 #define DEC_WARPS 8
 #define DEC_THREADS (DEC_WARPS * 32)
@@ -278,7 +279,9 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
                                                              int min_keys) {
     __shared__ float wgt[MERGE_MAX_SPLITS];
     __shared__ float red[32];
+    G4K_TRACE(G4K_TR_MERGE, a.k_cache);
     g4k_wait_inputs();
+    G4K_TRACE_WAITED();
     g4k_allow_next();
     const int h = blockIdx.x, m = blockIdx.y, hd = a.head_dim;
     const int group = a.n_heads / a.n_kv_heads, kvh = h / group, gq = m * group + h % group;
@@ -403,6 +406,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     extern __shared__ __align__(16) float sm[];
     __shared__ float gm_s[NQ], gl_s[NQ];
     __shared__ int last_s;
+    G4K_TRACE(G4K_TR_ATTN, a.k_cache);
     g4k_allow_next();
     const int split = blockIdx.x, kvh = blockIdx.y, chunk = blockIdx.z;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -426,6 +430,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     const float POST = DT == G4K_KV_FP8 ? 0x1p56f : 1.0f;
 
     g4k_wait_inputs();
+    G4K_TRACE_WAITED();
     const int pos0 = *pos0p;
     const dec_range rg = decode_range(a, pos0, M, splits, DEC2_MIN_KEYS);
     if (split >= rg.active) return; /* split 0 is always active: the writer never leaves here */

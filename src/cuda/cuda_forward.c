@@ -7,10 +7,12 @@
 
 #include <cuda_runtime_api.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda/kernels.h"
+#include "cuda/trace.h"
 #include "engine/sampler.h"
 #include "util/numerics.h"
 
@@ -614,6 +616,27 @@ static int capture(g4_cuda *c, int seq, const g4k_sampling *host, g4_err *err) {
     return 0;
 }
 
+#ifdef G4_TRACE
+/* TRACE=1 builds: G4_TRACE_OUT=FILE records the block timeline (trace.cuh) of
+ * three decode steps in the middle of the first replay of 16 or more. Step i
+ * of n: starts before step n / 2, writes the file before step n / 2 + 3. */
+static void trace_point(g4_cuda *c, int i, int n) {
+    static int state; /* 0 idle, 1 recording, 2 done */
+    const char *path = getenv("G4_TRACE_OUT");
+    if (!path || n < 16 || state == 2) return;
+    if (state == 0 && i == n / 2) {
+        cudaStreamSynchronize(c->stream);
+        state = g4k_trace_begin() ? 2 : 1;
+        if (state == 2) fprintf(stderr, "trace: could not start\n");
+    } else if (state == 1 && i == n / 2 + 3) {
+        cudaStreamSynchronize(c->stream);
+        state = 2;
+        if (g4k_trace_dump(path)) fprintf(stderr, "trace: could not write %s\n", path);
+        else fprintf(stderr, "trace: 3 decode steps written to %s\n", path);
+    }
+}
+#endif
+
 /* Replays `exec` n times from `first` at pos0 and copies the n tokens out. */
 static int replay(g4_cuda *c, cudaGraphExec_t exec, int seq, int pos0, int32_t first, int n, int32_t *out,
                   float *step_ms, g4_err *err) {
@@ -623,6 +646,9 @@ static int replay(g4_cuda *c, cudaGraphExec_t exec, int seq, int pos0, int32_t f
     for (int i = 0; i <= n; i++) cudaEventCreate(&ev[i]);
     cudaEventRecord(ev[0], c->stream);
     for (int i = 0; i < n; i++) {
+#ifdef G4_TRACE
+        trace_point(c, i, n);
+#endif
         cudaGraphLaunch(exec, c->stream);
         cudaEventRecord(ev[i + 1], c->stream);
     }

@@ -39,6 +39,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/gemv_tc.h"
+#include "cuda/trace.cuh"
 
 #define TC_WARPS 8 /* warps per block */
 
@@ -261,6 +262,7 @@ template <bool FP8, int MODE>
 __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     using C = tc_cfg<FP8, MODE>;
     constexpr int NA = C::NA, P = C::P;
+    G4K_TRACE(G4K_TR_GEMV + MODE, a.mat[0].w);
     extern __shared__ uint4 smem4[];
     uint16_t *xs = reinterpret_cast<uint16_t *>(smem4);
     float *red = reinterpret_cast<float *>(xs + (size_t)C::XPARTS * a.M * a.xs_stride); /* [warp][NA][16][M] */
@@ -294,6 +296,7 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     tc_job job = tc_find(a, tile < a.n_tiles ? tile : 0, g, t, FP8, NA);
     if (tile < a.n_tiles) prologue(job); /* weights do not depend on the previous kernel */
     g4k_wait_inputs();
+    G4K_TRACE_WAITED();
     g4k_allow_next(); /* the grid is resident: the next kernel only gets what this one frees */
     tc_stage_x<FP8>(a, xs);
     __syncthreads();

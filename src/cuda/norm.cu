@@ -5,6 +5,7 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/kv.cuh"
+#include "cuda/trace.cuh"
 
 #define ROW_THREADS 256
 
@@ -18,7 +19,9 @@ __device__ float rms_inv(const float *x, int n, float eps, float *red) {
 
 __global__ void rmsnorm_kernel(float *out, const float *x, const float *w, int n, float eps) {
     __shared__ float red[32];
+    G4K_TRACE(G4K_TR_NORM, w);
     g4k_wait_inputs();
+    G4K_TRACE_WAITED();
     g4k_allow_next();
     const float *xr = x + (size_t)blockIdx.x * n;
     float *orow = out + (size_t)blockIdx.x * n;
@@ -61,6 +64,7 @@ __global__ void __launch_bounds__(512) residual_norm_vec(float *h, const float *
                                                           float scalar, float *out, const float *w_next, int n,
                                                           float eps) {
     __shared__ float red[32];
+    G4K_TRACE(G4K_TR_RESID, w_post);
     const int n4 = n / 4;
     /* the norm weights do not depend on the previous kernel: load them while it drains */
     float4 wpv[RES_VEC], wnv[RES_VEC];
@@ -73,6 +77,7 @@ __global__ void __launch_bounds__(512) residual_norm_vec(float *h, const float *
         }
     }
     g4k_wait_inputs();
+    G4K_TRACE_WAITED();
     g4k_allow_next();
     float4 *hr = reinterpret_cast<float4 *>(h + (size_t)blockIdx.x * n);
     const float4 *yr = reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * n);
@@ -131,7 +136,9 @@ extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const flo
 }
 
 __global__ void embed_kernel(float *h, const uint16_t *E, const int32_t *tokens, int n, int tiled, float scale) {
+    G4K_TRACE(G4K_TR_EMBED, E);
     g4k_wait_inputs();
+    G4K_TRACE_WAITED();
     g4k_allow_next();
     const int tok = tokens[blockIdx.x];
     const uint8_t *bytes = reinterpret_cast<const uint8_t *>(E);
@@ -261,7 +268,9 @@ extern "C" int g4k_qkv_post(const g4k_attn *a, const g4k_qkv_in *in, float *q_ou
 }
 
 __global__ void record_advance_kernel(int *pos, const int32_t *token, int32_t *hist) {
+    G4K_TRACE(G4K_TR_ADVANCE, hist);
     g4k_wait_inputs();
+    G4K_TRACE_WAITED();
     g4k_allow_next();
     hist[*pos + 1] = *token;
     *pos += 1;

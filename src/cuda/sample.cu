@@ -21,6 +21,7 @@
  * warp, two per lane (index lane and lane + 32). */
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
+#include "cuda/trace.cuh"
 
 /* ------------------------------------------------------------ greedy */
 
@@ -52,7 +53,9 @@ __device__ void block_best(float &v, int &idx) {
 
 __global__ void argmax_kernel(int32_t *tokens, const float *logits, int vocab, int sup0, int sup1) {
     __shared__ bool last;
+    G4K_TRACE(G4K_TR_ARGMAX, logits);
     g4k_wait_inputs();
+    G4K_TRACE_WAITED();
     g4k_allow_next();
     const int r = blockIdx.y, per = (vocab + gridDim.x - 1) / gridDim.x;
     const float *row = logits + (size_t)r * vocab;
