@@ -100,7 +100,9 @@ check:
 	                                               $(BUILD)/tests/gpu/w8a8_check $(BUILD)/tests/gpu/attention_check trace-objs)
 	$(MAKE) test
 
-# The TRACE=1 build's instrumented sources compile (CI has no GPU to run them on).
+# The TRACE=1 build's instrumented sources compile (CI has no GPU to run them on; linking
+# .tracebuild/g4 would be a second full CUDA build). TRACE=1 is for g4 only: the kernel
+# checks do not link src/cuda/trace.cu.
 TRACE_SRC := src/cuda/trace.cu src/cuda/gemv_tc.cu src/cuda/norm.cu src/cuda/attention_decode.cu src/cuda/sample.cu
 trace-objs: $(TRACE_SRC:src/cuda/%.cu=$(BUILD)/trace/%.o) $(BUILD)/trace/cuda_forward.o
 $(BUILD)/trace/%.o: src/cuda/%.cu $(wildcard src/*/*.h src/cuda/*.cuh)
@@ -159,7 +161,7 @@ $(BUILD)/tests/gpu/w8a8_check: tests/gpu/w8a8_check.cu tests/gpu/check.cuh src/c
 # 12B's shapes (benchmark); GPU machine, G4_GEMV=simt for the CUDA-core kernels:
 # make build/tests/gpu/gemv_check build/tests/gpu/gemv_bench
 GEMV_SRC := src/cuda/gemv.cu src/cuda/gemv_tc.cu src/cuda/layout.cu src/cuda/norm.cu
-$(BUILD)/tests/gpu/gemv_%: tests/gpu/gemv_%.cu tests/gpu/check.cuh $(GEMV_SRC) src/cuda/gemv_tc.h src/cuda/common.cuh src/cuda/async_copy.cuh src/cuda/kernels.h
+$(BUILD)/tests/gpu/gemv_%: tests/gpu/gemv_%.cu tests/gpu/check.cuh $(GEMV_SRC) src/cuda/gemv_tc.h src/cuda/common.cuh src/cuda/kernels.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -o $@ $< $(GEMV_SRC)
 

@@ -15,8 +15,10 @@ head, ...), averaged over the layers:
   placed   from this launch's first block start to its last block start
   work     from the first block past the wait to the last block's end
   tail     from the median block end to the last block end
+(a block's end is its thread 0's exit)
 and per SM the share of the step in which a block of some traced kernel was
 past its wait (working), which shows how long SMs idle at the boundaries."""
+import bisect
 import statistics
 import sys
 from collections import defaultdict
@@ -36,32 +38,33 @@ def load(path):
     return recs
 
 
-def launches_of(recs):
-    groups = defaultdict(list)
+def steps_of(recs):
+    """Splits the records into steps at the embedding kernel (one block per step,
+    the step's first kernel: a graph launch waits for the one before), then each
+    step into launches, one per (kind, what), in the order they started."""
+    embeds = sorted(r["start"] for r in recs if KINDS.get(r["kind"]) == "embed")
+    if not embeds:
+        sys.exit("trace_report: no embedding kernel in the trace: no steps to tell apart")
+    steps = [defaultdict(list) for _ in embeds]
     for r in recs:
-        groups[(r["kind"], r["what"])].append(r)
-    out = []
-    for (kind, what), rs in groups.items():
-        # the same kernel on the same data in another step: split where starts jump by > 1 ms
-        rs.sort(key=lambda r: r["start"])
-        cur = [rs[0]]
-        for r in rs[1:]:
-            if r["start"] - cur[-1]["start"] > 1_000_000:
-                out.append((kind, cur))
-                cur = []
-            cur.append(r)
-        out.append((kind, cur))
-    out.sort(key=lambda kr: min(r["start"] for r in kr[1]))
-    return out
+        i = bisect.bisect_right(embeds, r["start"]) - 1
+        if i >= 0:
+            steps[i][(r["kind"], r["what"])].append(r)
+    return [sorted(((kind, rs) for (kind, _), rs in st.items()), key=lambda kr: min(r["start"] for r in kr[1]))
+            for st in steps]
 
 
 def label(seq):
-    """Names the GEMVs and residual steps by their place in a layer."""
+    """Names the GEMVs and residual steps by their place in a layer; the LM head
+    reads the embedding (a plain GEMV where the model has no final softcap)."""
     names, gemv_i, resid_i = [], 0, 0
     gemv_names, resid_names = ["q/k/v", "o", "down"], ["resid attn", "resid ffn"]
-    for kind, _ in seq:
+    embedding = [rs[0]["what"] for kind, rs in seq if KINDS.get(kind) == "embed"]
+    for kind, rs in seq:
         k = KINDS.get(kind, str(kind))
-        if k == "gemv":
+        if k == "gemv" and rs[0]["what"] in embedding:
+            names.append("head")
+        elif k == "gemv":
             names.append(gemv_names[gemv_i % 3]); gemv_i += 1
         elif k == "resid":
             names.append(resid_names[resid_i % 2]); resid_i += 1
@@ -73,15 +76,10 @@ def label(seq):
 def main():
     path = sys.argv[1]
     want = int(sys.argv[sys.argv.index("--step") + 1]) if "--step" in sys.argv else 2
-    seq = launches_of(load(path))
-    steps, cur = [], []
-    for kind, rs in seq:  # a step begins with its embedding
-        if KINDS.get(kind) == "embed" and cur:
-            steps.append(cur)
-            cur = []
-        cur.append((kind, rs))
-    steps.append(cur)
-    step = steps[min(want, len(steps)) - 1]
+    steps = steps_of(load(path))
+    if not 1 <= want <= len(steps):
+        sys.exit(f"trace_report: --step {want}: the trace holds {len(steps)} steps")
+    step = steps[want - 1]
     names = label(step)
     prev_end = min(r["start"] for r in step[0][1])
     t_begin, t_end = prev_end, max(r["end"] for r in step[-1][1])

@@ -7,7 +7,6 @@
 
 #include <cuda_runtime_api.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -617,6 +616,8 @@ static int capture(g4_cuda *c, int seq, const g4k_sampling *host, g4_err *err) {
 }
 
 #ifdef G4_TRACE
+#include <stdio.h>
+
 /* TRACE=1 builds: G4_TRACE_OUT=FILE records the block timeline (trace.cuh) of
  * three decode steps in the middle of the first replay of 16 or more. Step i
  * of n: starts before step n / 2, writes the file before step n / 2 + 3. */

@@ -258,6 +258,10 @@ __device__ __forceinline__ void tc_write(const tc_args &a, float *red, const tc_
     __syncthreads();
 }
 
+#ifdef G4_TRACE
+static_assert(G4K_TC_PLAIN == 0 && G4K_TC_GEGLU == 1 && G4K_TC_SOFTCAP == 2, "G4K_TR_GEMV + MODE names the kind");
+#endif
+
 template <bool FP8, int MODE>
 __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     using C = tc_cfg<FP8, MODE>;

@@ -12,23 +12,29 @@
 #define TRACE_PER_SM 8192 /* records per SM: a decode step of the 12B puts ~600 blocks on each */
 #define TRACE_UNITS 64
 
-static int (*g_bind[TRACE_UNITS])(g4k_trace_rec *, unsigned *, int);
-static int g_units;
+static int (*g_bind[TRACE_UNITS])(g4k_trace_rec *, unsigned *, int, int);
+static int g_units, g_lost_units; /* units past TRACE_UNITS: g4k_trace_begin fails */
 static g4k_trace_rec *g_buf;
 static unsigned *g_count;
 
-extern "C" int g4k_trace_register(int (*bind)(g4k_trace_rec *, unsigned *, int)) {
+extern "C" int g4k_trace_register(int (*bind)(g4k_trace_rec *, unsigned *, int, int)) {
     if (g_units < TRACE_UNITS) g_bind[g_units++] = bind;
+    else g_lost_units++;
     return 0;
 }
 
+/* Sets every unit's symbols; they are in place on the device when it returns. */
 static int bind_all(g4k_trace_rec *buf, unsigned *count) {
     for (int i = 0; i < g_units; i++)
-        if (g_bind[i](buf, count, TRACE_PER_SM)) return 1;
-    return 0;
+        if (g_bind[i](buf, count, TRACE_PER_SM, g4k_sm_count())) return 1;
+    return cudaDeviceSynchronize() != cudaSuccess;
 }
 
 extern "C" int g4k_trace_begin(void) {
+    if (g_lost_units) {
+        fprintf(stderr, "trace: %d translation units past TRACE_UNITS (%d)\n", g_lost_units, TRACE_UNITS);
+        return 1;
+    }
     const size_t sms = (size_t)g4k_sm_count();
     if (!g_buf && (cudaMalloc(&g_buf, sms * TRACE_PER_SM * sizeof *g_buf) != cudaSuccess ||
                    cudaMalloc(&g_count, sms * sizeof *g_count) != cudaSuccess))

@@ -3,7 +3,9 @@
  * builds the macros below are empty). A traced kernel opens a scope at its
  * start (G4K_TRACE) and marks the return of its PDL wait (G4K_TRACE_WAITED);
  * when thread 0 leaves the kernel, by any return, it records the block's SM,
- * start, wait and end (%globaltimer, ns) into its SM's part of a buffer.
+ * start, wait and end (%globaltimer, ns) into its SM's part of a buffer. The
+ * end is thread 0's exit: other warps of the block may still run (a GEMV
+ * with one warp per tile has no final barrier).
  * g4k_trace_begin / g4k_trace_dump (trace.h) switch recording on and write
  * the records out; cuda_forward.c traces decode steps under G4_TRACE_OUT. */
 #ifndef G4_CUDA_TRACE_CUH
@@ -18,14 +20,19 @@
 /* Each translation unit has its own copy of these (no relocatable device
  * code); g4k_trace_begin sets every unit's copy through the bind function it
  * registered at start-up. */
-static __device__ g4k_trace_rec *g4k_trace_buf;
-static __device__ unsigned *g4k_trace_count; /* [SM] records so far */
-static __device__ int g4k_trace_per_sm;
+static __device__ g4k_trace_rec *g4k_trace_buf; /* non-null: recording */
+static __device__ unsigned *g4k_trace_count;    /* [SM] records so far */
+static __device__ int g4k_trace_per_sm, g4k_trace_sms;
 
-static int g4k_trace_bind_unit(g4k_trace_rec *buf, unsigned *count, int per_sm) {
-    return cudaMemcpyToSymbol(g4k_trace_buf, &buf, sizeof buf) != cudaSuccess ||
-           cudaMemcpyToSymbol(g4k_trace_count, &count, sizeof count) != cudaSuccess ||
-           cudaMemcpyToSymbol(g4k_trace_per_sm, &per_sm, sizeof per_sm) != cudaSuccess;
+/* buf switches recording on and off: it is set last when starting and first when
+ * stopping, so a kernel that sees it set finds the rest set too */
+static int g4k_trace_bind_unit(g4k_trace_rec *buf, unsigned *count, int per_sm, int sms) {
+    if (!buf && cudaMemcpyToSymbol(g4k_trace_buf, &buf, sizeof buf) != cudaSuccess) return 1;
+    if (cudaMemcpyToSymbol(g4k_trace_per_sm, &per_sm, sizeof per_sm) != cudaSuccess ||
+        cudaMemcpyToSymbol(g4k_trace_sms, &sms, sizeof sms) != cudaSuccess ||
+        cudaMemcpyToSymbol(g4k_trace_count, &count, sizeof count) != cudaSuccess)
+        return 1;
+    return buf && cudaMemcpyToSymbol(g4k_trace_buf, &buf, sizeof buf) != cudaSuccess;
 }
 static const int g4k_trace_registered __attribute__((unused)) = g4k_trace_register(g4k_trace_bind_unit);
 
@@ -45,6 +52,7 @@ struct g4k_trace_scope {
         if (threadIdx.x || !g4k_trace_buf) return;
         unsigned sm;
         asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        if ((int)sm >= g4k_trace_sms) return; /* %smid need not be below the SM count */
         const unsigned i = atomicAdd(&g4k_trace_count[sm], 1u); /* per SM: few blocks contend */
         if ((int)i >= g4k_trace_per_sm) return;
         const uint32_t block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);

@@ -21,7 +21,7 @@ typedef struct {
 } g4k_trace_rec;
 
 /* Called once per translation unit at start-up (trace.cuh). */
-int g4k_trace_register(int (*bind)(g4k_trace_rec *buf, unsigned *count, int per_sm));
+int g4k_trace_register(int (*bind)(g4k_trace_rec *buf, unsigned *count, int per_sm, int sms));
 
 /* Starts recording (clears what an earlier trace left); 0 on success. Call
  * with no kernel running: it sets device symbols. */
