@@ -4,13 +4,15 @@
 # GEMV benchmark (tensor-core and CUDA-core kernels), then the 12B synthetic
 # checkpoint and `g4 bench` with the per-stage profile. Each part writes its
 # log to OUT; a failing part does not stop the rest.
-#   tools/gpu_suite.sh BIN OUT [parts]   parts: any of tests,checks,gemv,bench,tiles,sanitize
+#   tools/gpu_suite.sh BIN OUT [parts]   parts: any of tests,checks,gemv,bench,tiles,trace,sanitize
 #   (default: all but sanitize; tiles: the prefill GEMM's default tiles against the best of a sweep at
-#   M = 17, 32, 145, the data tools/fit_gemm_tiles.py fits pick_tiles to; sanitize: memcheck and racecheck
-#   on attention_check and the GPU tests, several minutes)
+#   M = 17, 32, 145, the data tools/fit_gemm_tiles.py fits pick_tiles to; trace: where BIN holds g4trace,
+#   a TRACE=1 build of g4 (README), the block timeline of a decode step at 145 tokens with
+#   tools/trace_report.py's summary; sanitize: memcheck and racecheck on attention_check and the GPU
+#   tests, several minutes)
 # BIN holds g4, the test binaries and tests/gpu/*_check, *_bench (see tools/gpu_tests.sh).
 set -uo pipefail
-bin=${1:?bin dir} out=${2:?out dir} parts=${3:-tests,checks,gemv,bench,tiles}
+bin=${1:?bin dir} out=${2:?out dir} parts=${3:-tests,checks,gemv,bench,tiles,trace}
 mkdir -p "$out"
 has() { [[ ",$parts," == *",$1,"* ]]; }
 summary=""
@@ -46,6 +48,13 @@ if has tiles; then
         step "sweep$m" "$bin/gemm_check" --sweep "$m"
         grep -E " default | best " "$out/sweep$m.log"
     done
+fi
+if has trace && [ -x "$bin/g4trace" ]; then
+    [ -d /tmp/s12 ] || step synth "$bin/g4" synth --preset 12b --dtype fp8 --seed 1 --out /tmp/s12
+    G4_TRACE_OUT="$out/trace145.txt" step trace "$bin/g4trace" bench --model-path /tmp/s12 --prompt-len 145 --gen 64
+    step trace_report python3 tools/trace_report.py "$out/trace145.txt"
+    cat "$out/trace_report.log"
+    xz -f "$out/trace145.txt"
 fi
 if has sanitize; then
     step racecheck_attention compute-sanitizer --tool racecheck "$bin/attention_check" --prefill-tc
