@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "cuda/common.cuh"
+
 __device__ __forceinline__ uint32_t g4k_smem_u32(const void *p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -36,14 +38,10 @@ __device__ __forceinline__ bool mbar_try(uint32_t bar, uint32_t parity) {
  * pipeline (a bug, not a slow GPU): trap (cudaErrorLaunchFailure) rather than hang the process.
  * (No printf: a call inside the wgmma pipeline makes ptxas serialize the wgmmas, C7510.) */
 __device__ __forceinline__ void mbar_wait_slow(uint32_t bar, uint32_t parity) {
-    uint64_t t0, t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    const uint64_t t0 = g4k_globaltimer();
     for (uint32_t n = 1;; n++) {
         if (mbar_try(bar, parity)) return;
-        if ((n & 1023) == 0) {
-            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-            if (t - t0 > 4000000000ull) __trap();
-        }
+        if ((n & 1023) == 0 && g4k_globaltimer() - t0 > 4000000000ull) __trap();
     }
 }
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {

@@ -88,6 +88,13 @@ __device__ __forceinline__ float g4k_gelu_tanh(float x) {
 __device__ __forceinline__ void g4k_wait_inputs() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void g4k_allow_next() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
+/* The GPU's global nanosecond clock (the same on every SM). */
+__device__ __forceinline__ uint64_t g4k_globaltimer() {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 __device__ __forceinline__ void g4k_prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 /* SMs of the current GPU (132 on the H100), asked once: launch sizes follow it. */

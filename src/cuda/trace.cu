@@ -53,15 +53,16 @@ extern "C" int g4k_trace_dump(const char *path) {
         cudaMemcpy(rec.data(), g_buf, rec.size() * sizeof rec[0], cudaMemcpyDeviceToHost) != cudaSuccess)
         return 1;
     uint64_t t_first = UINT64_MAX;
-    for (int sm = 0; sm < sms; sm++)
-        for (unsigned i = 0; i < std::min(count[sm], (unsigned)TRACE_PER_SM); i++)
-            t_first = std::min(t_first, rec[(size_t)sm * TRACE_PER_SM + i].start);
+    for (int sm = 0; sm < sms; sm++) {
+        if (count[sm] > TRACE_PER_SM) fprintf(stderr, "trace: SM %d dropped %u records\n", sm, count[sm] - TRACE_PER_SM);
+        count[sm] = std::min(count[sm], (unsigned)TRACE_PER_SM); /* from here: the records kept */
+        for (unsigned i = 0; i < count[sm]; i++) t_first = std::min(t_first, rec[(size_t)sm * TRACE_PER_SM + i].start);
+    }
     FILE *f = fopen(path, "w");
     if (!f) return 1;
     fprintf(f, "sm kind block what start waited end\n");
     for (int sm = 0; sm < sms; sm++) {
-        if (count[sm] > TRACE_PER_SM) fprintf(stderr, "trace: SM %d dropped %u records\n", sm, count[sm] - TRACE_PER_SM);
-        for (unsigned i = 0; i < std::min(count[sm], (unsigned)TRACE_PER_SM); i++) {
+        for (unsigned i = 0; i < count[sm]; i++) {
             const g4k_trace_rec &r = rec[(size_t)sm * TRACE_PER_SM + i];
             fprintf(f, "%d %u %u %llx %llu %lld %llu\n", sm, r.kind, r.block, (unsigned long long)r.what,
                     (unsigned long long)(r.start - t_first), r.waited ? (long long)(r.waited - t_first) : -1LL,

@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "cuda/common.cuh"
 #include "cuda/trace.h"
 
 /* Each translation unit has its own copy of these (no relocatable device
@@ -36,18 +37,12 @@ static int g4k_trace_bind_unit(g4k_trace_rec *buf, unsigned *count, int per_sm, 
 }
 static const int g4k_trace_registered __attribute__((unused)) = g4k_trace_register(g4k_trace_bind_unit);
 
-__device__ __forceinline__ uint64_t g4k_trace_now() {
-    uint64_t t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
-
 struct g4k_trace_scope {
     uint64_t t0, t1;
     const void *what;
     uint32_t tag;
-    __device__ g4k_trace_scope(uint32_t kind, const void *w) : t0(g4k_trace_now()), t1(0), what(w), tag(kind) {}
-    __device__ void waited() { t1 = g4k_trace_now(); }
+    __device__ g4k_trace_scope(uint32_t kind, const void *w) : t0(g4k_globaltimer()), t1(0), what(w), tag(kind) {}
+    __device__ void waited() { t1 = g4k_globaltimer(); }
     __device__ ~g4k_trace_scope() {
         if (threadIdx.x || !g4k_trace_buf) return;
         unsigned sm;
@@ -57,7 +52,7 @@ struct g4k_trace_scope {
         if ((int)i >= g4k_trace_per_sm) return;
         const uint32_t block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
         g4k_trace_buf[(size_t)sm * g4k_trace_per_sm + i] = {tag, block, (uint64_t)(uintptr_t)what, t0, t1,
-                                                             g4k_trace_now()};
+                                                             g4k_globaltimer()};
     }
 };
 #define G4K_TRACE(kind, what) g4k_trace_scope g4k_trace_(kind, what)
