@@ -26,16 +26,6 @@ typedef struct {
     float layer_scalar, k_scale, v_scale;
 } layer_dev;
 
-/* A residual step not yet run: h = (h + rms(y; w_post)) * scalar, then
- * x = rms(h; w_next), y in `parts` split-K parts. Decode runs it as the input
- * stage of the GEMV that reads x (g4k_gemv_resid) where it can, else as its
- * own kernel (settle). */
-typedef struct {
-    const float *y, *w_post, *w_next;
-    float scalar;
-    int parts;
-} resid_step;
-
 /* Host -> GPU copies through two pinned staging buffers: the host threads
  * copy (and page in) the next piece of the mapped checkpoint while the
  * previous piece crosses the bus. */
@@ -74,13 +64,11 @@ struct g4_cuda {
     int max_seqs, max_context;
     void **k_cache, **v_cache;   /* [seq * n_layers + layer] -> [max_context][kv_dim] */
     /* scratch for CHUNK tokens */
-    float *h, *h_alt, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
+    float *h, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
     float *host_logits;          /* [GEMV_M][vocab] pinned: D2H copies from pageable memory are slower */
     int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
     int32_t *hist;               /* [max_context + 1] greedy outputs by position */
     float *attn_parts;           /* g4k_attention_decode's partial results, shared by the layers */
-    resid_step pend;             /* the step closing the last sublayer, not yet run (y NULL: none); h_alt
-                                    takes its h when a GEMV runs it, and then the two swap */
     int *pos;                    /* [max_seqs + 1] device positions; the last one is the scratch slot */
     cudaGraphExec_t graph;
     int graph_seq;
@@ -326,7 +314,7 @@ static int max_width(const g4_config *cfg) {
 static int alloc_scratch(g4_cuda *c, g4_err *err) {
     const size_t wide = (size_t)CHUNK * max_width(&c->cfg) * sizeof(float);
     const size_t hid = (size_t)CHUNK * c->cfg.hidden * sizeof(float);
-    if (!(c->h = dev_alloc(c, hid, err)) || !(c->h_alt = dev_alloc(c, hid, err)) || !(c->x = dev_alloc(c, hid, err)) || !(c->q = dev_alloc(c, wide, err)) ||
+    if (!(c->h = dev_alloc(c, hid, err)) || !(c->x = dev_alloc(c, hid, err)) || !(c->q = dev_alloc(c, wide, err)) ||
         !(c->k = dev_alloc(c, wide, err)) || !(c->v = dev_alloc(c, wide, err)) ||
         !(c->attn = dev_alloc(c, wide, err)) || !(c->proj = dev_alloc(c, SPLITS * hid, err)) ||
         !(c->ffn = dev_alloc(c, wide, err)) ||
@@ -474,62 +462,7 @@ static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cu
                        n - t < GEMV_M ? n - t : GEMV_M, s);
 }
 
-/* G4_RESID_STEP=kernel: every residual step runs as its own kernel (the A/B
- * switch for the GEMV input stage). */
-static bool resid_stage_allowed(int n) {
-    const char *e = getenv("G4_RESID_STEP"); /* read per call: tests switch it */
-    return n <= GEMV_M && !(e && !strcmp(e, "kernel"));
-}
-
-/* Runs the pending residual step, if any, as its own kernel: c->h in place, its output to c->x. */
-static void settle(g4_cuda *c, int n) {
-    const resid_step *p = &c->pend;
-    if (!p->y) return;
-    g4k_residual_norm(c->h, p->y, p->parts, p->w_post, p->scalar, c->x, p->w_next, n, c->cfg.hidden, c->cfg.rms_eps,
-                      c->stream);
-    c->pend.y = NULL;
-    mark(c, ST_RESID);
-}
-
-/* The pending step as a GEMV input stage, from c->h into c->h_alt; false where it must run on its own. */
-static bool resid_input(const g4_cuda *c, int n, g4k_resid *r) {
-    const resid_step *p = &c->pend;
-    if (!p->y || p->parts != 1 || !resid_stage_allowed(n)) return false;
-    *r = (g4k_resid){.h_in = c->h, .y = p->y, .w_post = p->w_post, .w_next = p->w_next, .h_out = c->h_alt,
-                     .scalar = p->scalar, .eps = c->cfg.rms_eps};
-    return true;
-}
-
-/* A GEMV ran the pending step: the residual stream is now in c->h_alt. */
-static void resid_taken(g4_cuda *c) {
-    float *t = c->h;
-    c->h = c->h_alt, c->h_alt = t;
-    c->pend.y = NULL;
-}
-
-/* y = x W^T for the n tokens' x: c->x, or the pending residual step's output. */
-static void project(g4_cuda *c, const g4_dmatrix *w, float *const *y, int n_mats, int n) {
-    g4k_resid r;
-    if (resid_input(c, n, &r) && g4k_gemv_resid(w, y, n_mats, &r, n, c->stream) == 0) {
-        resid_taken(c);
-        return;
-    }
-    settle(c, n);
-    gemv_tokens(w, y, n_mats, c->x, n, c->stream);
-}
-
-/* c->ffn = GeGLU of the n tokens' x, as project takes it. */
-static void geglu(g4_cuda *c, const layer_dev *d, int n) {
-    g4k_resid r;
-    if (resid_input(c, n, &r) && g4k_gemv_geglu_resid(&d->gate, &d->up, c->ffn, &r, n, c->stream) == 0) {
-        resid_taken(c);
-        return;
-    }
-    settle(c, n);
-    geglu_tokens(d, c->ffn, c->x, n, c->stream);
-}
-
-/* The raw q, k and v of layer l for n tokens from x = rms(h; input_norm) (c->x or the pending step):
+/* The raw q, k and v of layer l for n tokens from c->x = rms(h; input_norm):
  * prefill as one GEMM over the concatenated matrix into c->attn (free until
  * attention; g4k_qkv_post reads the three column ranges in place), else one
  * GEMV/GEMM per matrix into c->q, c->k, c->v. k == v layers: v is k's output. */
@@ -538,7 +471,6 @@ static g4k_qkv_in project_qkv(g4_cuda *c, int l, int n) {
     const bool k_eq_v = c->cfg.layer[l].k_eq_v;
     const int q_dim = d->q.rows, kv_dim = d->k.rows;
     if (prefill_qkv_concat(d, n)) {
-        settle(c, n);
         g4k_gemm(&d->qkv, c->attn, c->x, n, c->stream);
         const int ld = d->qkv.rows;
         return (g4k_qkv_in){c->attn, c->attn + q_dim, c->attn + (k_eq_v ? q_dim : q_dim + kv_dim), ld, ld, ld};
@@ -546,18 +478,17 @@ static g4k_qkv_in project_qkv(g4_cuda *c, int l, int n) {
     if (k_eq_v) {
         g4_dmatrix qk[2] = {d->q, d->k};
         float *ys[2] = {c->q, c->k};
-        project(c, qk, ys, 2, n);
+        gemv_tokens(qk, ys, 2, c->x, n, c->stream);
         return (g4k_qkv_in){c->q, c->k, c->k, q_dim, kv_dim, kv_dim};
     }
     g4_dmatrix qkv[3] = {d->q, d->k, d->v};
     float *ys[3] = {c->q, c->k, c->v};
-    project(c, qkv, ys, 3, n);
+    gemv_tokens(qkv, ys, 3, c->x, n, c->stream);
     return (g4k_qkv_in){c->q, c->k, c->v, q_dim, kv_dim, kv_dim};
 }
 
-/* One decoder layer for n tokens. On entry its input rms(h; input_norm) is in
- * c->x or is the pending residual step's output; on exit the step that closes
- * the layer is pending (its output: the next layer's input, or the final norm's). */
+/* One decoder layer for n tokens; c->x holds rms(h; input_norm) on entry and
+ * the next layer's normed input (or the final norm's output) on exit. */
 static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     const g4_config *cfg = &c->cfg;
     const layer_dev *d = &c->layers[l];
@@ -582,29 +513,29 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     if (splits > 1) parts = g4k_gemv_split(&d->o, &proj, 1, c->attn, n, splits, s);
     else gemv_tokens(&d->o, &proj, 1, c->attn, n, s);
     mark(c, ST_O);
-    c->pend = (resid_step){.y = c->proj, .w_post = d->post_attn_norm, .w_next = d->pre_ffn_norm, .scalar = 1.0f,
-                           .parts = parts};
-    geglu(c, d, n);
+    g4k_residual_norm(c->h, c->proj, parts, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden,
+                      cfg->rms_eps, s);
+    mark(c, ST_RESID);
+    geglu_tokens(d, c->ffn, c->x, n, s);
     mark(c, ST_GEGLU);
     parts = 1;
     if (splits > 1) parts = g4k_gemv_split(&d->down, &proj, 1, c->ffn, n, splits, s);
     else gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
     mark(c, ST_DOWN);
     const float *next = l + 1 < cfg->n_layers ? c->layers[l + 1].input_norm : c->final_norm;
-    c->pend = (resid_step){.y = c->proj, .w_post = d->post_ffn_norm, .w_next = next, .scalar = d->layer_scalar,
-                           .parts = parts};
+    g4k_residual_norm(c->h, c->proj, parts, d->post_ffn_norm, d->layer_scalar, c->x, next, n, cfg->hidden,
+                      cfg->rms_eps, s);
+    mark(c, ST_RESID);
 }
 
-/* Embedding through the final norm (into c->x) for n <= CHUNK tokens already in c->tokens. */
+/* Embedding through the final norm for n <= CHUNK tokens already in c->tokens. */
 static void stack_forward(g4_cuda *c, int seq, const int *pos0, int n) {
     const g4_config *cfg = &c->cfg;
-    c->pend.y = NULL;
     g4k_embed(c->h, &c->embed, c->tokens, n, g4_round_bf16(sqrtf((float)cfg->hidden)), c->stream);
     mark(c, ST_EMBED);
     g4k_rmsnorm(c->x, c->h, c->layers[0].input_norm, n, cfg->hidden, cfg->rms_eps, c->stream);
     mark(c, ST_NORM);
     for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, seq, l, pos0, n);
-    settle(c, n);
 }
 
 static int logits_to_host(g4_cuda *c, int first_row, int n_rows, float *out, g4_err *err) {

@@ -385,18 +385,6 @@ extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, flo
     launch<MODE_GEGLU>(a, gate->fp8, s);
 }
 
-extern "C" int g4k_gemv_resid(const g4_dmatrix *w, float *const *y, int n_mats, const g4k_resid *r, int M,
-                              g4_stream s) {
-    return g4k_gemv_tc_resid(w, y, n_mats, r, M, G4K_TC_PLAIN, s);
-}
-
-extern "C" int g4k_gemv_geglu_resid(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const g4k_resid *r, int M,
-                                    g4_stream s) {
-    const g4_dmatrix gu[2] = {*gate, *up};
-    float *const ys[2] = {y, nullptr};
-    return g4k_gemv_tc_resid(gu, ys, 2, r, M, G4K_TC_GEGLU, s);
-}
-
 extern "C" void g4k_lm_head(float *logits, const float *x, const g4_dmatrix *E, int M, float cap, g4_stream s) {
     float *const ys[1] = {logits};
     if (g4k_gemv_tc(E, ys, 1, x, M, G4K_TC_SOFTCAP, cap, s) == 0 || tiled_refused(E, "g4k_lm_head")) return;

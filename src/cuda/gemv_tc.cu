@@ -51,7 +51,6 @@ struct tc_args {
     int kpw;       /* warps per tile (1, 2, 4, 8): the tile's k-steps split between them */
     int xs_stride; /* 16-bit elements per shared x row (cols + 8: rows start in other banks) */
     const float *x;
-    g4k_resid resid; /* resid.y set: x is the residual step's output, computed here (tc_stage_resid) */
     float cap;
     int tiled;     /* the matrices' layout: 1 = 16-row tiles (kernels.h), 0 = row-major */
 };
@@ -193,60 +192,6 @@ __device__ void tc_stage_x(const tc_args &a, uint16_t *xs) {
     }
 }
 
-/* x = the residual step's output (kernels.h: g4k_resid), computed by this
- * block into the shared parts as tc_stage_x would store it; block 0 also
- * writes h' to h_out. Token by token: one round of loads (y, h, w_post; then
- * w_next while the second sum is formed), two block sums. Registers are short
- * here (the prologue's loads are in flight in 64 of them), so y * w_post is
- * kept instead of both: h' = (h + (y w_post) rms_inv(y)) * scalar, the
- * product in another order than residual_norm_vec's (fp32 rounding).
- * cols <= 4 * RV * blockDim. */
-template <bool FP8>
-__device__ void tc_stage_resid(const tc_args &a, uint16_t *xs, float *red) {
-    constexpr int RV = TC_RESID_MAX_COLS / (4 * 32 * TC_WARPS); /* float4s per thread */
-    const g4k_resid &r = a.resid;
-    const int n4 = a.cols / 4;
-    for (int m = 0; m < a.M; m++) {
-        const size_t row = (size_t)m * n4;
-        const float4 *y4 = reinterpret_cast<const float4 *>(r.y) + row, *h4 = reinterpret_cast<const float4 *>(r.h_in) + row;
-        const float4 *wp4 = reinterpret_cast<const float4 *>(r.w_post), *wn4 = reinterpret_cast<const float4 *>(r.w_next);
-        float4 yw[RV], hv[RV];
-        float ss = 0.0f;
-#pragma unroll
-        for (int k = 0; k < RV; k++) {
-            const int i = threadIdx.x + k * blockDim.x;
-            if (i >= n4) continue;
-            const float4 y = y4[i], w = wp4[i];
-            hv[k] = h4[i];
-            ss += y.x * y.x + y.y * y.y + y.z * y.z + y.w * y.w;
-            yw[k] = make_float4(y.x * w.x, y.y * w.y, y.z * w.z, y.w * w.w);
-        }
-        const float inv = 1.0f / sqrtf(g4k_block_sum(ss, red) / a.cols + r.eps);
-        float ss2 = 0.0f;
-#pragma unroll
-        for (int k = 0; k < RV; k++) {
-            const int i = threadIdx.x + k * blockDim.x;
-            if (i >= n4) continue;
-            hv[k].x = (hv[k].x + yw[k].x * inv) * r.scalar;
-            hv[k].y = (hv[k].y + yw[k].y * inv) * r.scalar;
-            hv[k].z = (hv[k].z + yw[k].z * inv) * r.scalar;
-            hv[k].w = (hv[k].w + yw[k].w * inv) * r.scalar;
-            if (blockIdx.x == 0) reinterpret_cast<float4 *>(r.h_out)[row + i] = hv[k];
-            ss2 += hv[k].x * hv[k].x + hv[k].y * hv[k].y + hv[k].z * hv[k].z + hv[k].w * hv[k].w;
-            yw[k] = wn4[i]; /* w_next, in flight during the second sum */
-        }
-        const float inv2 = 1.0f / sqrtf(g4k_block_sum(ss2, red) / a.cols + r.eps);
-#pragma unroll
-        for (int k = 0; k < RV; k++) {
-            const int i = threadIdx.x + k * blockDim.x;
-            if (i >= n4) continue;
-            const float4 w = yw[k];
-            tc_store_x<FP8>(a, xs, (int)row + i,
-                            make_float4(hv[k].x * inv2 * w.x, hv[k].y * inv2 * w.y, hv[k].z * inv2 * w.z, hv[k].w * inv2 * w.w));
-        }
-    }
-}
-
 __device__ __forceinline__ float tc_epilogue(float v, float up, int mode, float cap) {
     if (mode == G4K_TC_GEGLU) return g4k_gelu_tanh(v) * up;
     if (mode == G4K_TC_SOFTCAP) return cap * tanhf(v / cap);
@@ -357,8 +302,7 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     g4k_wait_inputs();
     G4K_TRACE_WAITED();
     g4k_allow_next(); /* the grid is resident: the next kernel only gets what this one frees */
-    if (a.resid.y) tc_stage_resid<FP8>(a, xs, red);
-    else tc_stage_x<FP8>(a, xs);
+    tc_stage_x<FP8>(a, xs);
     __syncthreads();
 
     for (; group < n_groups; group += gridDim.x) {
@@ -450,16 +394,14 @@ static int tokens_per_pass(bool fp8, int cols) {
     return fit < most ? fit : most;
 }
 
-/* x or the residual step r (the other NULL) as the input. */
-static int gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, const g4k_resid *r, int M,
-                   g4k_tc_mode mode, float cap, cudaStream_t s) {
+int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode,
+                float cap, cudaStream_t s) {
     const bool fp8 = w[0].fp8, tiled = w[0].tiled;
     const int per_pass = tokens_per_pass(fp8, w[0].cols);
     /* row-major matrices have the CUDA-core kernels to fall back on; tiled ones take passes of tokens */
     if (tc_disabled() && !tiled) return 1;
     if (M < 1 || per_pass < 1 || (M > per_pass && !tiled) || n_mats < 1 || n_mats > 3) return 1;
     if (w[0].cols % (fp8 ? 64 : 32) != 0) return 1;
-    if (r && (w[0].cols > TC_RESID_MAX_COLS || !r->w_next || r->h_out == r->h_in)) return 1;
     if (mode == G4K_TC_SOFTCAP && !(cap > 0.0f)) mode = G4K_TC_PLAIN;
     tc_args a = {};
     a.n_mats = n_mats, a.cols = w[0].cols, a.cap = cap, a.tiled = tiled;
@@ -478,26 +420,10 @@ static int gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float
     for (int m0 = 0; m0 < M; m0 += per_pass) {
         tc_args pass = a;
         pass.M = M - m0 < per_pass ? M - m0 : per_pass;
-        if (r) { /* this pass's token rows */
-            const size_t at = (size_t)m0 * a.cols;
-            pass.resid = *r;
-            pass.resid.h_in += at, pass.resid.y += at, pass.resid.h_out += at;
-        } else {
-            pass.x = x + (size_t)m0 * a.cols;
-        }
+        pass.x = x + (size_t)m0 * a.cols;
         for (int i = 0; i < n_mats; i++)
             if (pass.mat[i].y) pass.mat[i].y += (size_t)m0 * w[i].rows;
         if (launch_mode(pass, fp8, mode, s)) return m0 ? -1 : 1;
     }
     return 0;
-}
-
-int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode,
-                float cap, cudaStream_t s) {
-    return gemv_tc(w, y, n_mats, x, nullptr, M, mode, cap, s);
-}
-
-int g4k_gemv_tc_resid(const g4_dmatrix *w, float *const *y, int n_mats, const g4k_resid *r, int M, g4k_tc_mode mode,
-                      cudaStream_t s) {
-    return gemv_tc(w, y, n_mats, nullptr, r, M, mode, 0.0f, s) ? 1 : 0;
 }

@@ -31,11 +31,4 @@ struct gemv_mat {
 int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode, float cap,
                 cudaStream_t s);
 
-/* The same with x computed by every block from the residual step r
- * (kernels.h: g4k_resid) instead of read; 1 also where the hidden width
- * (w[0].cols) is above TC_RESID_MAX_COLS. */
-#define TC_RESID_MAX_COLS 4096
-int g4k_gemv_tc_resid(const g4_dmatrix *w, float *const *y, int n_mats, const g4k_resid *r, int M, g4k_tc_mode mode,
-                      cudaStream_t s);
-
 #endif

@@ -57,27 +57,6 @@ int g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float
 void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                     g4_stream stream);
 
-/* The residual step of g4k_residual_norm (one part of y, w_next given) as the
- * input stage of a decode GEMV: every block computes x = rms(h'; w_next) with
- * h' = (h_in + rms(y; w_post)) * scalar itself, from h_in and y, and block 0
- * writes h' to h_out. That saves the step's own launch, a one-block kernel
- * with HBM idle (perf log, session 7). h_out must not be h_in: other blocks
- * still read h_in while block 0 writes. Rows of n floats, M of them. */
-typedef struct {
-    const float *h_in, *y, *w_post, *w_next;
-    float *h_out;
-    float scalar, eps;
-} g4k_resid;
-
-/* g4k_gemv and g4k_gemv_geglu with x computed from r as above (r->h_in etc.
- * [M][w.cols]). Returns 0 when it ran; 1 when this matrix's path does not
- * take it (row-major weights on the CUDA-core kernels, hidden width above
- * 4096), then nothing ran and the caller runs g4k_residual_norm and the plain
- * call. */
-int g4k_gemv_resid(const g4_dmatrix *w, float *const *y, int n_mats, const g4k_resid *r, int M, g4_stream stream);
-int g4k_gemv_geglu_resid(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const g4k_resid *r, int M,
-                         g4_stream stream);
-
 /* Prefill GEMM on tensor cores for M > 8 (any M >= 1 works): y[m][r] = sum_c x[m][c] W[r][c],
  * x fp32 [M][cols], y fp32 [M][rows]. FP8 or BF16 weights stay as they are in memory; x is
  * rounded to FP16 once (rel. error ~2e-4). Uses process-wide scratch that grows on demand

@@ -24,11 +24,6 @@
  * rounding alone (the prefill GEMM's 2e-4) would fail it. GeGLU outputs
  * carry gelu's condition number (~1-2).
  * Also: a call captured in a CUDA graph gives bitwise the direct call's y.
- * The residual step as the GEMV's input stage (g4k_gemv_resid,
- * g4k_gemv_geglu_resid): the outputs against W x with x from a float64
- * residual step (same bound: the step's fp32 rounding adds ~1e-7), h_out
- * against the float64 h' (relative 1e-6: a few fp32 roundings), h_in left
- * as it was, and the call refused (1) where it should be (row-major M > 4).
  * Output: "check ..." lines, last "gemv_check: N passed, N failed" (exit 1 if any failed).
  * Build: make build/tests/gpu/gemv_check */
 #include <cuda_runtime.h>
@@ -347,103 +342,6 @@ static void check_graph(int rows, int cols, bool tiled) {
     cudaFree(dx), cudaFree(y1), cudaFree(y2);
 }
 
-/* The residual step's inputs for M rows of n, and its float64 output x and h'. */
-struct resid_case {
-    std::vector<float> h, y, w_post, w_next;
-    float scalar = 0.75f, eps = 1e-6f;
-    std::vector<double> x, h_new;
-};
-
-static resid_case make_resid(int M, int n) {
-    resid_case c;
-    c.h = make_x(M, n), c.y = make_x(M, n);
-    for (auto &v : c.y) v *= 40.0f; /* a sublayer output far from unit scale: the norm matters */
-    for (int i = 0; i < n; i++) c.w_post.push_back((float)(0.5 + urand())), c.w_next.push_back((float)(0.5 + urand()));
-    for (int m = 0; m < M; m++) {
-        const float *y = &c.y[(size_t)m * n], *h = &c.h[(size_t)m * n];
-        double ss = 0, ss2 = 0;
-        for (int i = 0; i < n; i++) ss += (double)y[i] * y[i];
-        const double inv = 1 / sqrt(ss / n + c.eps);
-        std::vector<double> hn(n);
-        for (int i = 0; i < n; i++) hn[i] = (h[i] + y[i] * inv * c.w_post[i]) * c.scalar, ss2 += hn[i] * hn[i];
-        const double inv2 = 1 / sqrt(ss2 / n + c.eps);
-        for (int i = 0; i < n; i++) c.h_new.push_back(hn[i]), c.x.push_back(hn[i] * inv2 * c.w_next[i]);
-    }
-    return c;
-}
-
-static double dot_d(const mat &w, int r, const double *x) {
-    double s = 0;
-    for (int c = 0; c < w.cols; c++) s += w.at(r, c) * x[c];
-    return s;
-}
-
-/* g4k_gemv_resid (geglu: g4k_gemv_geglu_resid with rows[0] of gate and of up) on FP8 matrices
- * of `cols` columns, tiled or row-major. */
-static void check_resid(const std::vector<int> &rows, int cols, int M, bool geglu, bool tiled) {
-    std::vector<mat> w;
-    for (int r : rows) w.push_back(make_mat(1, r, cols));
-    if (geglu) w.push_back(make_mat(1, rows[0], cols));
-    std::vector<g4_dmatrix> d;
-    for (auto &m : w) d.push_back(tiled ? tiled_copy(m) : m.d);
-    const resid_case rc = make_resid(M, cols);
-    float *h_in = to_dev(rc.h), *y_in = to_dev(rc.y), *wp = to_dev(rc.w_post), *wn = to_dev(rc.w_next);
-    float *h_out = poisoned((size_t)M * cols);
-    std::vector<float *> dy;
-    for (int r : rows) dy.push_back(poisoned((size_t)M * r));
-    const g4k_resid r = {h_in, y_in, wp, wn, h_out, rc.scalar, rc.eps};
-    const int got = geglu ? g4k_gemv_geglu_resid(&d[0], &d[1], dy[0], &r, M, 0)
-                          : g4k_gemv_resid(d.data(), dy.data(), (int)rows.size(), &r, M, 0);
-    CK(cudaDeviceSynchronize());
-    char what[128];
-    snprintf(what, sizeof what, "resid stage %s%s rows %d.. cols %d M %d", geglu ? "geglu" : "plain",
-             tiled ? " tiled" : "", rows[0], cols, M);
-    const bool expect_refused = !tiled && (M > 4 || !tc_on()); /* row-major: the CUDA-core kernels take it */
-    if (got != (expect_refused ? 1 : 0)) {
-        printf("check %s: returned %d, expected %d FAIL\n", what, got, expect_refused ? 1 : 0);
-        g_fail++;
-    } else if (expect_refused) {
-        printf("check %s: refused ok\n", what);
-        g_pass++;
-    } else {
-        double num = 0, den = 0;
-        bool finite = true;
-        for (size_t i = 0; i < rows.size(); i++) {
-            std::vector<float> y((size_t)M * rows[i]);
-            CK(cudaMemcpy(y.data(), dy[i], y.size() * 4, cudaMemcpyDeviceToHost));
-            for (int row : rows_to_check(rows[i]))
-                for (int m = 0; m < M; m++) {
-                    const double *x = &rc.x[(size_t)m * cols];
-                    double ref = dot_d(w[i], row, x);
-                    if (geglu) ref = gelu(ref) * dot_d(w[1], row, x);
-                    const double v = y[(size_t)m * rows[i] + row];
-                    finite = finite && std::isfinite(v);
-                    num += (v - ref) * (v - ref), den += ref * ref;
-                }
-        }
-        report(what, num, den, finite);
-        std::vector<float> hn((size_t)M * cols), hi((size_t)M * cols);
-        CK(cudaMemcpy(hn.data(), h_out, hn.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(hi.data(), h_in, hi.size() * 4, cudaMemcpyDeviceToHost));
-        double hnum = 0, hden = 0;
-        bool hfinite = true;
-        for (size_t i = 0; i < hn.size(); i++) {
-            hfinite = hfinite && std::isfinite(hn[i]);
-            hnum += (hn[i] - rc.h_new[i]) * (hn[i] - rc.h_new[i]), hden += rc.h_new[i] * rc.h_new[i];
-        }
-        const double herr = sqrt(hnum / hden);
-        const bool hok = hfinite && herr < 1e-6 && hi == rc.h;
-        printf("check %s: h_out err %.2e, h_in untouched %s %s\n", what, herr, hi == rc.h ? "yes" : "NO",
-               hok ? "ok" : "FAIL");
-        hok ? g_pass++ : g_fail++;
-    }
-    for (auto p : dy) cudaFree(p);
-    cudaFree(h_in), cudaFree(y_in), cudaFree(wp), cudaFree(wn), cudaFree(h_out);
-    if (tiled)
-        for (auto &m : d) cudaFree(const_cast<void *>(m.data));
-    for (auto &m : w) free_mat(m);
-}
-
 int main() {
     /* small shapes, every M, including widths that end mid scale block and
      * rows that are not a multiple of 16 (CUDA-core path) */
@@ -467,17 +365,6 @@ int main() {
         check_head(32768, 3840, M, 0.0f);
     }
     check_plain(1, {3840}, 15360, 4, 4);
-    /* the residual step as the input stage: every M (passes of 4 tokens), the 12B's hidden width */
-    for (int M = 1; M <= 8; M++) {
-        check_resid({64}, 128, M, false, true);
-        check_resid({32, 16, 16}, 192, M, false, true);
-        check_resid({64}, 256, M, true, true);
-        check_resid({64}, 128, M, false, false);
-    }
-    for (int M = 1; M <= 2; M++) {
-        check_resid({4096, 2048, 2048}, 3840, M, false, true); /* sliding q/k/v after the FFN's step */
-        check_resid({15360}, 3840, M, true, true);             /* gate/up after attention's step */
-    }
     for (int tiled = 0; tiled < 2; tiled++) {
         check_graph(3840, 15360, tiled);
         check_graph(15360, 3840, tiled);
