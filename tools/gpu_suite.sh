@@ -28,6 +28,7 @@ if has checks; then
     G4_GEMV=simt step gemv_check_simt "$bin/gemv_check"
     G4_WEIGHT_LAYOUT=rows step gpu_tests_rows tools/gpu_tests.sh "$bin"
     step attention_check "$bin/attention_check" --quick
+    G4_DECODE_ATTN=v2merge step attention_check_v2merge "$bin/attention_check" --quick
     step gemm_check "$bin/gemm_check" --quick
     step w8a8_check "$bin/w8a8_check" --quick
 fi

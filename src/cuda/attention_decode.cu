@@ -22,7 +22,7 @@
  * fp32 throughout.
  *
  * That is v1, kept behind G4_DECODE_ATTN=v1. The default (decode2_kernel below,
- * then decode_merge) has a shorter serial chain; see there and decode_path. */
+ * merging its own splits) has a shorter serial chain; see there and decode_path. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -746,13 +746,15 @@ static bool decode_fast(const g4k_attn *a, int M) {
            a->n_heads % a->n_kv_heads == 0;
 }
 
-/* The default is decode2_kernel with the splits merged by decode_merge (v2merge): on the H100 it
- * beat the one-launch ticket merge by 5-9 % per step (perf log, 2026-11-28). G4_DECODE_ATTN=v2:
- * the ticket merge; =v1: the two-launch path (decode_kernel + decode_merge). Returns 0 (v1),
- * 1 (v2merge) or 2 (v2). */
+/* The default is decode2_kernel merging its splits itself (the ticket merge, v2): on the H200 it
+ * beat decode2_kernel + decode_merge (v2merge) in four of four runs, by 0.3-2.7 % per step at 145
+ * and 0.8 % at 1024 tokens (perf log, session 7). On the H100 of session 2, with the slower
+ * GEMVs of then, v2merge had won by 5-9 %: re-check there. G4_DECODE_ATTN=v2merge: decode_merge
+ * merges; =v1: the two-launch path (decode_kernel + decode_merge). Returns 0 (v1), 1 (v2merge) or
+ * 2 (v2). */
 static int decode_path() {
     const char *e = getenv("G4_DECODE_ATTN"); /* read per call: tests switch it */
-    return e && !strcmp(e, "v1") ? 0 : e && !strcmp(e, "v2") ? 2 : 1;
+    return e && !strcmp(e, "v1") ? 0 : e && !strcmp(e, "v2merge") ? 1 : 2;
 }
 
 static dec_plan make_plan(const g4k_attn *a, int M, int max_context, int min_keys) {

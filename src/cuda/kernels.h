@@ -129,9 +129,9 @@ void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0,
                    g4_stream stream);
 
 /* Decode attention with the q/k/v post-processing fused in: everything g4k_qkv_post +
- * g4k_attention do, for M (1..8) tokens at positions *pos0 + m, in two launches
- * (split-K attention over the keys, then a merge of the splits; G4_DECODE_ATTN=v2: the
- * last block of each head group merges them in one launch; =v1: the first kernels). pos0 is a device
+ * g4k_attention do, for M (1..8) tokens at positions *pos0 + m, in one launch
+ * (split-K attention over the keys, the last block of each head group merging the splits;
+ * G4_DECODE_ATTN=v2merge: a second launch merges them; =v1: the first two kernels). pos0 is a device
  * pointer; the grid depends only on M, max_context and the geometry, so the call
  * can be captured in a graph and replayed at later positions.
  *   q [M][n_heads*hd], k, v [M][n_kv_heads*hd]: raw projections, only read (v may be k

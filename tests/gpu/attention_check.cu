@@ -26,12 +26,12 @@
  * k_eq_v, partial RoPE), plus head_dim 128 (the decode kernel's widest query
  * chunk) and two small test-model shapes (head_dim 32 and 64: fallback paths).
  * Then the median of 50 timed launches (after warm-up, CUDA events) of the
- * decode launcher (default path, v2merge: the v2 kernel, then a merge launch;
- * G4_DECODE_ATTN=v2, the splits merged by the last block; G4_DECODE_ATTN=v1, the older two-launch
- * path), the old two-kernel path, and the prefill kernel (the tensor-core one,
+ * decode launcher (default path, v2: the splits merged by the last block;
+ * G4_DECODE_ATTN=v2merge, the same kernel, then a merge launch; G4_DECODE_ATTN=v1, the older
+ * two-launch path), the old two-kernel path, and the prefill kernel (the tensor-core one,
  * and in parentheses the fp32 SIMT one it replaced; an F32 cache takes the SIMT
  * kernel in both unless G4_PREFILL_ATTN=tc). The whole check runs on another
- * decode path when started with G4_DECODE_ATTN=v1 or v2;
+ * decode path when started with G4_DECODE_ATTN=v1 or v2merge;
  * G4_PREFILL_ATTN=simt runs every check and timing on the SIMT prefill kernel;
  * G4_PREFILL_ATTN=tc puts F32 caches on the tensor-core one too.
  *
@@ -404,7 +404,7 @@ static void timings() {
                 float *q = (float *)d_q.p, *kx = (float *)d_k.p, *v = (float *)d_v.p, *o = (float *)d_o.p;
                 const float *qn = (float *)d_qn.p, *kn = (float *)d_kn.p;
                 t_new[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
-                setenv("G4_DECODE_ATTN", "v2", 1); /* the one-launch kernel with the ticket merge */
+                setenv("G4_DECODE_ATTN", "v2merge", 1); /* the same kernel, then a merge launch */
                 t_vm[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
                 setenv("G4_DECODE_ATTN", "v1", 1); /* the two-launch path, to compare */
                 t_v1[kk] = time_it([&] { g4k_attention_decode(&a, q, kx, v, qn, kn, o, scr, dpos, 1, MAX_CONTEXT, g_s); });
@@ -417,8 +417,8 @@ static void timings() {
                     g4k_attention(&a, q, o, dpos, 1, MAX_CONTEXT, g_s);
                 });
             }
-            printf("decode %-4s context %5d: sliding %.4f (v2 ticket %.4f, v1 %.4f, old %.4f)  full %.4f (v2 ticket %.4f, "
-                   "v1 %.4f, old %.4f)  per step (40 sliding + 8 full) %.3f (v2 ticket %.3f, v1 %.3f, old %.3f)\n",
+            printf("decode %-4s context %5d: sliding %.4f (v2merge %.4f, v1 %.4f, old %.4f)  full %.4f (v2merge %.4f, "
+                   "v1 %.4f, old %.4f)  per step (40 sliding + 8 full) %.3f (v2merge %.3f, v1 %.3f, old %.3f)\n",
                    DT_NAME[dt], ctx, t_new[0], t_vm[0], t_v1[0], t_old[0], t_new[1], t_vm[1], t_v1[1], t_old[1],
                    40 * t_new[0] + 8 * t_new[1], 40 * t_vm[0] + 8 * t_vm[1], 40 * t_v1[0] + 8 * t_v1[1],
                    40 * t_old[0] + 8 * t_old[1]);
@@ -504,7 +504,7 @@ int main(int argc, char **argv) {
     const bool tc_only = argc > 1 && !strcmp(argv[1], "--prefill-tc");
     const bool quick = tc_only || (argc > 1 && !strcmp(argv[1], "--quick"));
     g_path = getenv("G4_DECODE_ATTN");
-    printf("decode path: %s\n", !g_path ? "v2merge (default)" : g_path);
+    printf("decode path: %s\n", !g_path ? "v2 (default)" : g_path);
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     CK(cudaStreamCreate(&g_s));
