@@ -393,20 +393,6 @@ __device__ __forceinline__ void kv_encode(void *cache, unsigned char *codes, siz
     }
 }
 
-/* Issues the plan's L2 prefetches, range u by worker u % workers (cp.async.bulk.prefetch: no
- * registers held, nothing waited for). */
-__device__ __forceinline__ void l2_plan_issue(const g4k_l2_plan &p, int worker, int workers) {
-    const int units = p.n_bases * p.n_tiles * p.parts;
-    for (int u = worker; u < units; u += workers) {
-        const int part = u % p.parts, tile = (u / p.parts) % p.n_tiles, b = u / (p.parts * p.n_tiles);
-        const int s0 = part * p.n_chunks / p.parts + p.skip, end = (part + 1) * p.n_chunks / p.parts;
-        const int s1 = min(s0 + p.chunks, end);
-        if (s1 <= s0) continue;
-        const char *at = static_cast<const char *>(p.base[b]) + (size_t)tile * p.tile_bytes + (size_t)s0 * 1024;
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(at), "r"((s1 - s0) * 1024) : "memory");
-    }
-}
-
 template <int DT, int CH, int NQ>
 __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const float *q, const float *k,
                                                               const float *v, const float *q_norm,
@@ -442,9 +428,6 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     const float KS = DT == G4K_KV_FP8 ? a.k_scale * 0x1p64f : 1.0f;
     const float VS = DT == G4K_KV_FP8 ? a.v_scale * 0x1p64f : 1.0f;
     const float POST = DT == G4K_KV_FP8 ? 0x1p56f : 1.0f;
-    if (a.next_weights.n_bases) /* weights: no earlier kernel writes them */
-        l2_plan_issue(a.next_weights, ((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * DEC_THREADS + threadIdx.x,
-                      gridDim.x * gridDim.y * gridDim.z * DEC_THREADS);
 
     g4k_wait_inputs();
     G4K_TRACE_WAITED();

@@ -497,11 +497,6 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     const g4k_qkv_in in = project_qkv(c, l, n);
     mark(c, ST_QKV);
     if (n <= GEMV_M) { /* decode: norms, RoPE, cache write and split-K attention in two launches */
-        const char *mb = getenv("G4_L2_PREFETCH_MB"); /* EXPERIMENT: gate/up's first chunks into L2 */
-        if (mb && atoi(mb) > 0) {
-            const g4_dmatrix gu[2] = {d->gate, d->up};
-            g4k_gemv_l2_plan(gu, 1, (size_t)atoi(mb) << 20, &a.next_weights);
-        }
         float *v = cfg->layer[l].k_eq_v ? c->k : c->v; /* what project_qkv left in `in` */
         g4k_attention_decode(&a, c->q, c->k, v, d->q_norm, d->k_norm, c->attn, c->attn_parts, pos0, n,
                              c->max_context, s);

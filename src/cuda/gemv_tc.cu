@@ -354,22 +354,6 @@ static int pick_kpw(int n_tiles, int n_steps, int P) {
     return kpw;
 }
 
-extern "C" int g4k_gemv_l2_plan(const g4_dmatrix *w, int geglu, size_t budget, g4k_l2_plan *p) {
-    memset(p, 0, sizeof *p);
-    const int n_bases = geglu ? 2 : 1;
-    for (int i = 0; i < n_bases; i++)
-        if (!w[i].fp8 || !w[i].tiled || w[i].rows % 16 || w[i].cols % 64 || w[i].rows != w[0].rows) return 1;
-    const int n_steps = w[0].cols / 64, P = geglu ? tc_cfg<true, G4K_TC_GEGLU>::P : tc_cfg<true, G4K_TC_PLAIN>::P;
-    const int n_tiles = w[0].rows / 16, kpw = pick_kpw(n_tiles, n_steps, P); /* as launch_tc picks it */
-    const size_t ranges = (size_t)n_bases * n_tiles * kpw;
-    const int chunks = (int)(budget / (ranges * 1024));
-    if (chunks < 1) return 1;
-    for (int i = 0; i < n_bases; i++) p->base[i] = w[i].data;
-    p->n_bases = n_bases, p->n_tiles = n_tiles, p->parts = kpw, p->n_chunks = n_steps, p->skip = P;
-    p->chunks = chunks, p->tile_bytes = (size_t)16 * w[0].cols;
-    return 0;
-}
-
 template <bool FP8, int MODE>
 static int launch_tc(tc_args &a, cudaStream_t s) {
     using C = tc_cfg<FP8, MODE>;

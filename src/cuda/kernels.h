@@ -84,22 +84,6 @@ void g4k_embed(float *h, const g4_dmatrix *E, const int32_t *tokens, int M, floa
 
 typedef enum { G4K_KV_F32 = 0, G4K_KV_BF16 = 1, G4K_KV_FP8 = 2 } g4k_kv_dtype;
 
-/* Weights a later decode GEMV will read first after its own prologue, for a
- * kernel that leaves HBM idle to bring into L2 (EXPERIMENT, session 7): of each
- * base matrix (tiled FP8), each 16-row tile's `parts` k-ranges (the GEMV's
- * warps per tile), the `chunks` 1 KB chunks after the first `skip` of the range
- * (those the GEMV's prologue loads itself). n_bases 0: nothing. */
-typedef struct {
-    const void *base[2];
-    int n_bases, n_tiles, parts, n_chunks, skip, chunks;
-    size_t tile_bytes;
-} g4k_l2_plan;
-
-/* The plan for g4k_gemv (geglu 0, one matrix) or g4k_gemv_geglu (geglu 1, w[0] gate, w[1] up)
- * within `budget` bytes; returns 1 (plan empty) where the matrices are not tiled FP8 or the
- * budget does not cover one chunk per range. */
-int g4k_gemv_l2_plan(const g4_dmatrix *w, int geglu, size_t budget, g4k_l2_plan *plan);
-
 /* Per-layer attention geometry and cache. */
 typedef struct {
     int n_heads, n_kv_heads, head_dim;
@@ -114,7 +98,6 @@ typedef struct {
     g4k_kv_dtype kv_dtype;
     float k_scale, v_scale;  /* FP8 cache scales */
     void *k_cache, *v_cache; /* this sequence's rows: [ring ? ring : max_context][n_kv_heads * head_dim] */
-    g4k_l2_plan next_weights; /* decode: prefetched into L2 before the wait (EXPERIMENT) */
 } g4k_attn;
 
 /* Where the raw q, k and v projections of M tokens are: token m's q at q + m * ld_q,
