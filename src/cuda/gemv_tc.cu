@@ -283,11 +283,12 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
 
     uint4 buf[P][NA][2];
     const int stride = a.tiled ? 1024 : 64; /* bytes from one k-step to the next */
+    const uint64_t evict_first = g4k_l2_evict_first(); /* weights: L2 is for what is read again */
     auto load = [&](const tc_job &j, int slot, int s) {
 #pragma unroll
         for (int i = 0; i < NA; i++) {
-            buf[slot][i][0] = g4k_ld_stream(j.lo[i] + (size_t)s * stride);
-            buf[slot][i][1] = g4k_ld_stream(j.hi[i] + (size_t)s * stride);
+            buf[slot][i][0] = g4k_ld_stream_policy(j.lo[i] + (size_t)s * stride, evict_first);
+            buf[slot][i][1] = g4k_ld_stream_policy(j.hi[i] + (size_t)s * stride, evict_first);
         }
     };
     auto prologue = [&](const tc_job &j) {
