@@ -65,7 +65,10 @@ __device__ __forceinline__ float g4k_block_sum(float v, float *shared32) {
     return g4k_warp_sum(v);
 }
 
-/* Streaming 16-byte load that does not pollute L1 (weights are read once per step). */
+/* Streaming 16-byte load that does not pollute L1 (weights are read once per step). The
+ * tensor-core decode GEMV adds an L2 evict_first policy (g4k_ld_stream_policy, below); this plain
+ * form stays for the bandwidth probe, whose floor must stay comparable with earlier sessions',
+ * and the CUDA-core fallback GEMV, where the policy has not been measured. */
 __device__ __forceinline__ uint4 g4k_ld_stream(const void *p) {
     uint4 r;
     asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
