@@ -327,17 +327,23 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
  *  - the last block of each (chunk, kv head) to finish merges the splits (an
  *    arrival ticket in the scratch); with a single active split the block
  *    writes o itself.
- * Ticket: one 64-bit word per (chunk, kv head) at the start of the scratch,
- * (tag << 32 | arrivals). The tag names the call (position, M, cache pointer;
- * never 0 or ~0); a word whose tag differs counts as 0 arrivals, so the
- * scratch needs no initialization, and the last block sets the word to 0, so
- * a call repeated with the same tag (a graph replay) starts from 0 again. */
+ * Ticket: one 32-bit arrival count per (chunk, kv head) in the first
+ * G4K_DECODE_TICKET_BYTES of the scratch, zero before the first call (the
+ * caller clears them once); the last block to arrive sets its word back to 0.
+ * A block arrives with one acq_rel atomic add after a barrier: the release
+ * orders the block's partial results (the barrier makes them the adding
+ * thread's to release), the acquire lets the last block read everyone's. An
+ * earlier version tagged each word with the call (so the scratch needed no
+ * initialization) and paid for it with a load and a compare-and-swap, two L2
+ * round trips on the step's critical path. */
 
 #define DEC2_MIN_KEYS 32
 #define DEC2_PREFETCH_BYTES 262144 /* per block; the blocks of a KV head share most (L2: 50 MB) */
 
-/* Bytes of the ticket words in front of the partial results (16-byte aligned). */
-__host__ __device__ static inline size_t ticket_bytes(int groups) { return ((size_t)8 * groups + 255) / 256 * 256; }
+/* The ticket words in front of the partial results: the same size for every geometry, so layers
+ * of different kinds can share one scratch without one's partial results covering another's
+ * tickets. v1 and v2merge leave the words alone. */
+#define TICKET_WORDS (G4K_DECODE_TICKET_BYTES / 4)
 
 /* BYTES from shared (or any generic) memory, as load_slice does from global. */
 template <int BYTES>
@@ -622,8 +628,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     }
     __syncthreads();
     const bool single = fused && rg.active == 1; /* !fused: decode_merge merges, even one split */
-    const size_t groups = (size_t)chunks * a.n_kv_heads;
-    float *part = scratch + ticket_bytes((int)groups) / sizeof(float);
+    float *part = scratch + TICKET_WORDS;
     float *mlall = part + part_row(a, chunks, 0, 0, splits, NQ, 0) * HD; /* (max, sum) [rows][2] */
     __shared__ float wf[DEC_WARPS][NQ];                                  /* each warp's factor e^(m_w - m) */
     if (threadIdx.x < NQ) {
@@ -665,69 +670,64 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     if (single || !fused) return;
 
     /* ---- arrival ticket: the last block of this (chunk, kv head) merges the splits */
-    __threadfence();
-    __syncthreads();
+    __syncthreads(); /* every partial result of the block is stored: thread 0 releases them all */
     if (threadIdx.x == 0) {
-        unsigned long long *tw = reinterpret_cast<unsigned long long *>(scratch) + (size_t)chunk * a.n_kv_heads + kvh;
-        unsigned tag = (unsigned)pos0 * 0x9E3779B1u ^ (unsigned)M * 0x85EBCA77u ^
-                       (unsigned)(reinterpret_cast<uintptr_t>(a.k_cache) >> 4) * 0xC2B2AE3Du;
-        tag |= 1u;
-        if (tag == 0xffffffffu) tag = 0x7fffffffu;
-        unsigned long long cur = *reinterpret_cast<volatile unsigned long long *>(tw), next;
-        for (;;) {
-            next = (unsigned)(cur >> 32) == tag ? cur + 1 : ((unsigned long long)tag << 32) | 1ull;
-            const unsigned long long prev = atomicCAS(tw, cur, next);
-            if (prev == cur) break;
-            cur = prev;
-        }
-        const bool last = (unsigned)next == (unsigned)rg.active;
-        if (last) atomicExch(tw, 0ull); /* every other block has arrived: ready for the next call */
+        unsigned *tw = reinterpret_cast<unsigned *>(scratch) + (size_t)chunk * a.n_kv_heads + kvh;
+        unsigned arrived;
+        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(arrived) : "l"(tw) : "memory");
+        const bool last = arrived + 1 == (unsigned)rg.active;
+        if (last) *tw = 0u; /* every other block has arrived: ready for the next call */
         last_s = last;
     }
     __syncthreads();
     if (!last_s) return;
-    __threadfence();
-    /* weights of the splits per query, sm[qi * active + s] (the warp partials are done with):
-     * a warp per query, a lane per split */
-    float *wgt = sm;
-    for (int qi = warp; qi < NQ; qi += DEC_WARPS) {
-        float gm = -INFINITY, l = 0.0f;
-        for (int sp = lane; sp < rg.active; sp += 32)
-            gm = fmaxf(gm, __ldcg(mlall + 2 * part_row(a, chunk, kvh, sp, splits, NQ, qi)));
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) gm = fmaxf(gm, __shfl_xor_sync(0xffffffffu, gm, off));
-        for (int sp = lane; sp < rg.active; sp += 32) {
-            const float *p = mlall + 2 * part_row(a, chunk, kvh, sp, splits, NQ, qi);
-            const float w = gm > -INFINITY ? expf(__ldcg(p) - gm) : 0.0f; /* 0 for a split this query sees no key of */
-            wgt[qi * rg.active + sp] = w;
-            l += __ldcg(p + 1) * w;
-        }
-        l = g4k_warp_sum(l);
-        if (lane == 0) gl_s[qi] = l;
-    }
-    __syncthreads();
-    /* every float4 of the output at once, 8 splits' loads in flight */
+    /* every split's (max, sum) and partial output at once, then one weighing: per float4 of the
+     * output, chunks of MC splits with an online rescale between chunks (one chunk up to MC
+     * splits, so the two loads are the merge's only round trip) */
+    constexpr int MC = 8;
     float4 r[PER];
+    float mmx[PER], ml_l[PER];
 #pragma unroll
-    for (int j = 0; j < PER; j++) r[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 8
-    for (int sp = 0; sp < rg.active; sp++)
+    for (int j = 0; j < PER; j++) r[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f), mmx[j] = -INFINITY, ml_l[j] = 0.0f;
+    for (int sp0 = 0; sp0 < rg.active; sp0 += MC) {
+        float4 t[MC][PER];
+        float2 ml[MC][PER];
+#pragma unroll
+        for (int u = 0; u < MC; u++)
+#pragma unroll
+            for (int j = 0; j < PER; j++) {
+                const int i = threadIdx.x + j * DEC_THREADS, sp = sp0 + u;
+                ml[u][j] = make_float2(-INFINITY, 0.0f), t[u][j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (i < V4 && sp < rg.active) {
+                    const int qi = i * 4 / HD, d = i * 4 % HD;
+                    const size_t row = part_row(a, chunk, kvh, sp, splits, NQ, qi);
+                    t[u][j] = __ldcg(reinterpret_cast<const float4 *>(part + row * HD + d));
+                    ml[u][j] = __ldcg(reinterpret_cast<const float2 *>(mlall + 2 * row));
+                }
+            }
 #pragma unroll
         for (int j = 0; j < PER; j++) {
-            const int i = threadIdx.x + j * DEC_THREADS;
-            if (i < V4) {
-                const int qi = i * 4 / HD, d = i * 4 % HD;
-                const float4 t = __ldcg(reinterpret_cast<const float4 *>(part + part_row(a, chunk, kvh, sp, splits, NQ, qi) * HD + d));
-                const float f = wgt[qi * rg.active + sp];
-                r[j].x += t.x * f, r[j].y += t.y * f, r[j].z += t.z * f, r[j].w += t.w * f;
+            float mx = mmx[j];
+#pragma unroll
+            for (int u = 0; u < MC; u++) mx = fmaxf(mx, ml[u][j].x);
+            if (mx == -INFINITY) continue; /* no split so far holds a key this query sees */
+            const float sc = mmx[j] > -INFINITY ? expf(mmx[j] - mx) : 0.0f;
+            r[j].x *= sc, r[j].y *= sc, r[j].z *= sc, r[j].w *= sc, ml_l[j] *= sc;
+#pragma unroll
+            for (int u = 0; u < MC; u++) {
+                const float w = ml[u][j].x > -INFINITY ? expf(ml[u][j].x - mx) : 0.0f; /* 0: no key of it seen */
+                r[j].x += t[u][j].x * w, r[j].y += t[u][j].y * w, r[j].z += t[u][j].z * w, r[j].w += t[u][j].w * w;
+                ml_l[j] += ml[u][j].y * w;
             }
+            mmx[j] = mx;
         }
+    }
 #pragma unroll
     for (int j = 0; j < PER; j++) {
         const int i = threadIdx.x + j * DEC_THREADS;
         const int qi = i * 4 / HD, d = i * 4 % HD, gq = chunk * NQ + qi;
         if (i < V4 && gq < Q) {
-            const float l = gl_s[qi];
+            const float l = ml_l[j];
             *reinterpret_cast<float4 *>(o + (size_t)(gq / group) * q_dim + (kvh * group + gq % group) * HD + d) =
                 make_float4(r[j].x / l, r[j].y / l, r[j].z / l, r[j].w / l);
         }
@@ -742,8 +742,9 @@ struct dec_plan {
 };
 
 static bool decode_fast(const g4k_attn *a, int M) {
+    const int groups = a->n_heads * M; /* at most (chunks <= Q) * n_kv_heads tickets */
     return M >= 1 && M <= 8 && (a->head_dim == 128 || a->head_dim == 256 || a->head_dim == 512) &&
-           a->n_heads % a->n_kv_heads == 0;
+           a->n_heads % a->n_kv_heads == 0 && groups <= TICKET_WORDS;
 }
 
 /* The default is decode2_kernel merging its splits itself (the ticket merge, v2): on the H200 it
@@ -776,10 +777,10 @@ static dec_plan make_plan(const g4k_attn *a, int M, int max_context, int min_key
     return p;
 }
 
-/* Bytes of scratch one plan needs: v1's partial results, or v2's tickets + partial results. */
-static size_t plan_scratch(const g4k_attn *a, const dec_plan &p, bool v2) {
+/* Bytes of scratch one plan needs: the tickets, then the partial results. */
+static size_t plan_scratch(const g4k_attn *a, const dec_plan &p) {
     const size_t groups = (size_t)p.chunks * a->n_kv_heads;
-    return (v2 ? ticket_bytes((int)groups) : 0) + sizeof(float) * groups * p.splits * p.nq * (a->head_dim + 2);
+    return G4K_DECODE_TICKET_BYTES + sizeof(float) * groups * p.splits * p.nq * (a->head_dim + 2);
 }
 
 struct dec_args {
@@ -852,13 +853,13 @@ extern "C" void g4k_attention_decode(const g4k_attn *a, float *q, float *k, floa
         g4k_attention(a, q, o, pos0, M, max_context, s);
         return;
     }
-    const dec_args x = {q, k, v, q_norm, k_norm, o, scratch, pos0, M};
     const int path = decode_path();
+    float *part = scratch + TICKET_WORDS; /* v1 takes only the partial results */
+    const dec_args x = {q, k, v, q_norm, k_norm, o, path ? scratch : part, pos0, M};
     const int min_keys = path ? DEC2_MIN_KEYS : DEC_MIN_KEYS;
     const dec_plan p = make_plan(a, M, max_context, min_keys);
     launch_dt(a, x, p, s, true, path);
     if (path == 2) return;
-    const float *part = scratch + (path ? ticket_bytes(p.chunks * a->n_kv_heads) / sizeof(float) : 0);
     g4k_launch(decode_merge, dim3(a->n_heads, M), MERGE_THREADS, 0, s, *a, part, o, pos0, M, p.splits, p.nq, p.chunks,
                min_keys);
 }
@@ -872,7 +873,7 @@ extern "C" size_t g4k_attention_decode_scratch(const g4k_attn *a, int M, int max
         if (!decode_fast(a, m)) continue;
         const dec_plan p1 = make_plan(a, m, max_context, DEC_MIN_KEYS), p2 = make_plan(a, m, max_context, DEC2_MIN_KEYS);
         launch_dt(a, none, p1, 0, false, 0);
-        const size_t b1 = plan_scratch(a, p1, false), b2 = plan_scratch(a, p2, true);
+        const size_t b1 = plan_scratch(a, p1), b2 = plan_scratch(a, p2);
         bytes = b1 > bytes ? b1 : bytes;
         bytes = b2 > bytes ? b2 : bytes;
     }

@@ -409,7 +409,9 @@ static int alloc_attention_scratch(g4_cuda *c, g4_err *err) {
         const size_t b = g4k_attention_decode_scratch(&a, GEMV_M, c->max_context);
         bytes = b > bytes ? b : bytes;
     }
-    return (c->attn_parts = dev_alloc(c, bytes, err)) ? 0 : -1;
+    if (!(c->attn_parts = dev_alloc(c, bytes, err))) return -1;
+    CK(cudaMemset(c->attn_parts, 0, bytes), "attention scratch"); /* its arrival tickets start at zero */
+    return 0;
 }
 
 /* Prefill (more tokens than one GEMV pass takes) runs on tensor cores with

@@ -138,14 +138,17 @@ void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0,
  *     itself for k_eq_v), except that the fallback path writes the post-processed q to q.
  *   o [M][n_heads*hd]: the attention output.
  *   scratch: g4k_attention_decode_scratch(a, M, max_context) bytes of device memory for
- *     the splits' partial results; needs no initialization, may be shared by layers run
- *     one after another on the stream (the largest value over the layer kinds).
+ *     the splits' arrival tickets and partial results. Its first G4K_DECODE_TICKET_BYTES
+ *     must be zero before the first call (cudaMemset once); every call leaves them zero.
+ *     May be shared by layers run one after another on the stream (the largest value over
+ *     the layer kinds).
  *   max_context: >= every *pos0 + M this captured call will see (it sizes the splits;
  *     the same value for the scratch size).
  * The new K/V rows are written to the cache (row pos, or pos % ring), rounded through the cache
  * dtype, and attention uses those rounded values for the new keys, as the CPU does.
  * Fast path: head_dim 128, 256 or 512 and M <= 8; anything else falls back to
  * g4k_qkv_post + g4k_attention. */
+#define G4K_DECODE_TICKET_BYTES 4096
 void g4k_attention_decode(const g4k_attn *a, float *q, float *k, float *v, const float *q_norm,
                           const float *k_norm, float *o, float *scratch, const int *pos0, int M, int max_context,
                           g4_stream stream);

@@ -56,57 +56,63 @@ __global__ void residual_norm_kernel(float *h, float *y, int parts, const float 
 }
 
 /* The same with float4 accesses and the row held in registers between the
- * two reductions (n % 4 == 0, n <= 4 * 4 * 512): one load of y and h, one
- * store of h and out. Decode runs this 96 times a step on one block each, so
- * its latency, not its bytes, is what counts. */
+ * two reductions (n % 4 == 0, n <= 4 * RES_VEC * 512), for PARTS split-K parts
+ * of y: one load of y and h, one store of h and out. Decode runs this 96 times
+ * a step on one block each, so its latency, not its bytes, is what counts:
+ * every load of y and h goes out before any is used (indices clamped into the
+ * row instead of branched around, so nothing splits the loads into rounds; a
+ * per-element loop had put 4 dependent L2 round trips on the chain). */
 #define RES_VEC 4
-__global__ void __launch_bounds__(512) residual_norm_vec(float *h, const float *y, int parts, const float *w_post,
-                                                          float scalar, float *out, const float *w_next, int n,
-                                                          float eps) {
+template <int PARTS>
+__global__ void __launch_bounds__(512) residual_norm_vec(float *h, const float *y, const float *w_post, float scalar,
+                                                          float *out, const float *w_next, int n, float eps) {
     __shared__ float red[32];
     G4K_TRACE(G4K_TR_RESID, w_post);
     const int n4 = n / 4;
+    int idx[RES_VEC]; /* this thread's float4s, clamped into the row; valid(k): threadIdx.x + k * blockDim.x < n4 */
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) idx[k] = min((int)(threadIdx.x + k * blockDim.x), n4 - 1);
+    auto valid = [&](int k) { return (int)(threadIdx.x + k * blockDim.x) < n4; };
     /* the norm weights do not depend on the previous kernel: load them while it drains */
     float4 wpv[RES_VEC], wnv[RES_VEC];
 #pragma unroll
     for (int k = 0; k < RES_VEC; k++) {
-        const int i = threadIdx.x + k * blockDim.x;
-        if (i < n4) {
-            wpv[k] = reinterpret_cast<const float4 *>(w_post)[i];
-            if (w_next) wnv[k] = reinterpret_cast<const float4 *>(w_next)[i];
-        }
+        wpv[k] = reinterpret_cast<const float4 *>(w_post)[idx[k]];
+        wnv[k] = w_next ? reinterpret_cast<const float4 *>(w_next)[idx[k]] : wpv[k];
     }
     g4k_wait_inputs();
     G4K_TRACE_WAITED();
     g4k_allow_next();
     float4 *hr = reinterpret_cast<float4 *>(h + (size_t)blockIdx.x * n);
     const float4 *yr = reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * n);
-    float4 yv[RES_VEC], hv[RES_VEC];
+    const size_t part4 = (size_t)gridDim.x * n4; /* float4s from one split-K part to the next */
+    float4 yv[RES_VEC][PARTS], hv[RES_VEC];
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) {
+        hv[k] = hr[idx[k]];
+#pragma unroll
+        for (int p = 0; p < PARTS; p++) yv[k][p] = yr[p * part4 + idx[k]];
+    }
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < RES_VEC; k++) {
-        const int i = threadIdx.x + k * blockDim.x;
-        if (i < n4) {
-            yv[k] = yr[i], hv[k] = hr[i];
-            for (int p = 1; p < parts; p++) { /* split-K parts */
-                const float4 t = yr[(size_t)p * gridDim.x * n4 + i];
-                yv[k].x += t.x, yv[k].y += t.y, yv[k].z += t.z, yv[k].w += t.w;
-            }
-            ss += yv[k].x * yv[k].x + yv[k].y * yv[k].y + yv[k].z * yv[k].z + yv[k].w * yv[k].w;
-        }
+#pragma unroll
+        for (int p = 1; p < PARTS; p++)
+            yv[k][0].x += yv[k][p].x, yv[k][0].y += yv[k][p].y, yv[k][0].z += yv[k][p].z, yv[k][0].w += yv[k][p].w;
+        const float4 v = yv[k][0];
+        if (valid(k)) ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
     const float inv = 1.0f / sqrtf(g4k_block_sum(ss, red) / n + eps);
     float ss2 = 0.0f;
 #pragma unroll
     for (int k = 0; k < RES_VEC; k++) {
-        const int i = threadIdx.x + k * blockDim.x;
-        if (i < n4) {
-            const float4 w = wpv[k];
-            hv[k].x = (hv[k].x + yv[k].x * inv * w.x) * scalar;
-            hv[k].y = (hv[k].y + yv[k].y * inv * w.y) * scalar;
-            hv[k].z = (hv[k].z + yv[k].z * inv * w.z) * scalar;
-            hv[k].w = (hv[k].w + yv[k].w * inv * w.w) * scalar;
-            hr[i] = hv[k];
+        const float4 w = wpv[k], v = yv[k][0];
+        hv[k].x = (hv[k].x + v.x * inv * w.x) * scalar;
+        hv[k].y = (hv[k].y + v.y * inv * w.y) * scalar;
+        hv[k].z = (hv[k].z + v.z * inv * w.z) * scalar;
+        hv[k].w = (hv[k].w + v.w * inv * w.w) * scalar;
+        if (valid(k)) {
+            hr[idx[k]] = hv[k];
             ss2 += hv[k].x * hv[k].x + hv[k].y * hv[k].y + hv[k].z * hv[k].z + hv[k].w * hv[k].w;
         }
     }
@@ -115,20 +121,21 @@ __global__ void __launch_bounds__(512) residual_norm_vec(float *h, const float *
     float4 *orow = reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * n);
 #pragma unroll
     for (int k = 0; k < RES_VEC; k++) {
-        const int i = threadIdx.x + k * blockDim.x;
-        if (i < n4) {
-            const float4 w = wnv[k];
-            orow[i] = make_float4(hv[k].x * inv2 * w.x, hv[k].y * inv2 * w.y, hv[k].z * inv2 * w.z, hv[k].w * inv2 * w.w);
-        }
+        const float4 w = wnv[k];
+        if (valid(k))
+            orow[idx[k]] = make_float4(hv[k].x * inv2 * w.x, hv[k].y * inv2 * w.y, hv[k].z * inv2 * w.z, hv[k].w * inv2 * w.w);
     }
 }
 
 extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
                                   const float *w_next, int M, int n, float eps, g4_stream s) {
-    if (n % 4 == 0 && n <= 4 * RES_VEC * 512) {
-        int threads = (n / 4 + RES_VEC - 1) / RES_VEC;
-        threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
-        g4k_launch(residual_norm_vec, M, threads, 0, s, h, y, parts, w_post, scalar, out, w_next, n, eps);
+    int threads = (n / 4 + RES_VEC - 1) / RES_VEC;
+    threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
+    const bool vec = n % 4 == 0 && n <= 4 * RES_VEC * 512;
+    if (vec && parts == 1) {
+        g4k_launch(residual_norm_vec<1>, M, threads, 0, s, h, y, w_post, scalar, out, w_next, n, eps);
+    } else if (vec && parts == 4) { /* the CUDA-core GEMV's split-K parts (cuda_forward.c's SPLITS) */
+        g4k_launch(residual_norm_vec<4>, M, threads, 0, s, h, y, w_post, scalar, out, w_next, n, eps);
     } else {
         g4k_launch(residual_norm_kernel, M, ROW_THREADS, 0, s, h, const_cast<float *>(y), parts, w_post, scalar, out,
                    w_next, n, eps);
