@@ -18,7 +18,6 @@
 #define CHUNK 512 /* tokens per forward chunk: a 145-token prompt reads the weights once */
 #define GEMV_M 8  /* tokens per GEMV launch */
 #define SPLITS 4  /* split-K parts of o_proj and down_proj in decode: their 3840 rows alone fill too few SMs */
-_Static_assert(G4K_FFN_PARTS <= SPLITS, "c->proj holds SPLITS parts");
 
 typedef struct {
     g4_dmatrix q, k, v, o, gate, up, down;
@@ -70,7 +69,6 @@ struct g4_cuda {
     int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
     int32_t *hist;               /* [max_context + 1] greedy outputs by position */
     float *attn_parts;           /* g4k_attention_decode's partial results, shared by the layers */
-    unsigned *ffn_sync;          /* g4k_ffn's counters, shared by the layers */
     int *pos;                    /* [max_seqs + 1] device positions; the last one is the scratch slot */
     cudaGraphExec_t graph;
     int graph_seq;
@@ -413,8 +411,6 @@ static int alloc_attention_scratch(g4_cuda *c, g4_err *err) {
     }
     if (!(c->attn_parts = dev_alloc(c, bytes, err))) return -1;
     CK(cudaMemset(c->attn_parts, 0, bytes), "attention scratch"); /* its arrival tickets start at zero */
-    if (!(c->ffn_sync = dev_alloc(c, G4K_FFN_SYNC_BYTES, err))) return -1;
-    CK(cudaMemset(c->ffn_sync, 0, G4K_FFN_SYNC_BYTES), "FFN counters");
     return 0;
 }
 
@@ -522,17 +518,11 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     g4k_residual_norm(c->h, c->proj, parts, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden,
                       cfg->rms_eps, s);
     mark(c, ST_RESID);
-    /* one token: gate/up and down in one launch where the weights allow (--profile counts it as gate/up) */
-    parts = n == 1 ? g4k_ffn(&d->gate, &d->up, &d->down, c->ffn, c->proj, c->x, n, c->ffn_sync, s) : 0;
-    if (!parts) {
-        geglu_tokens(d, c->ffn, c->x, n, s);
-        mark(c, ST_GEGLU);
-        parts = 1;
-        if (splits > 1) parts = g4k_gemv_split(&d->down, &proj, 1, c->ffn, n, splits, s);
-        else gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
-    } else {
-        mark(c, ST_GEGLU);
-    }
+    geglu_tokens(d, c->ffn, c->x, n, s);
+    mark(c, ST_GEGLU);
+    parts = 1;
+    if (splits > 1) parts = g4k_gemv_split(&d->down, &proj, 1, c->ffn, n, splits, s);
+    else gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
     mark(c, ST_DOWN);
     const float *next = l + 1 < cfg->n_layers ? c->layers[l + 1].input_norm : c->final_norm;
     g4k_residual_norm(c->h, c->proj, parts, d->post_ffn_norm, d->layer_scalar, c->x, next, n, cfg->hidden,

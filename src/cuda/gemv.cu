@@ -11,8 +11,6 @@
  * the decode shapes; these kernels serve the rest (M > 4, odd widths).
  * CPU reference: cpu_matmul in src/cpu/ops.c. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cuda/common.cuh"
 #include "cuda/gemv_tc.h"
@@ -385,16 +383,6 @@ extern "C" void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, flo
     a.mat[0] = to_mat(gate, y);
     a.mat[1] = to_mat(up, nullptr);
     launch<MODE_GEGLU>(a, gate->fp8, s);
-}
-
-extern "C" int g4k_ffn(const g4_dmatrix *gate, const g4_dmatrix *up, const g4_dmatrix *down, float *act, float *y,
-                       const float *x, int M, unsigned *sync, g4_stream s) {
-    const char *e = getenv("G4_FFN"); /* =split: the two launches, to compare */
-    if (e && !strcmp(e, "split")) return 0;
-    const char *sl = getenv("G4_FFN_SLICES"); /* experiment: 1, 2 or 4 (default) */
-    const int slices = sl ? atoi(sl) : G4K_FFN_PARTS;
-    return g4k_ffn_tc(gate, up, down, act, y, x, M, slices >= 1 && slices <= G4K_FFN_PARTS ? slices : G4K_FFN_PARTS,
-                      sync, s);
 }
 
 extern "C" void g4k_lm_head(float *logits, const float *x, const g4_dmatrix *E, int M, float cap, g4_stream s) {

@@ -176,16 +176,16 @@ __device__ __forceinline__ void tc_store_x(const tc_args &a, uint16_t *xs, int i
  * in FP16; BF16 path rows 3m..3m+2 (hi, mid, lo) in BF16. Eight loads per
  * thread go out before any is used: x comes from L2 and this is on the
  * critical path after the PDL wait. */
-template <bool FP8, bool FROM_L2 = false>
+template <bool FP8>
 __device__ void tc_stage_x(const tc_args &a, uint16_t *xs) {
-    constexpr int B = FROM_L2 ? 4 : 8; /* FROM_L2 runs beside a full set of weight loads: fewer registers */
+    constexpr int B = 8;
     const int quads = a.M * a.cols / 4;
     const float4 *x4 = reinterpret_cast<const float4 *>(a.x);
     for (int i0 = threadIdx.x; i0 < quads; i0 += B * blockDim.x) {
         float4 v[B];
 #pragma unroll
-        for (int u = 0; u < B; u++) /* FROM_L2: x written by other blocks of this grid (L1 may hold an older copy) */
-            if (i0 + u * (int)blockDim.x < quads) v[u] = FROM_L2 ? __ldcg(x4 + i0 + u * blockDim.x) : x4[i0 + u * blockDim.x];
+        for (int u = 0; u < B; u++)
+            if (i0 + u * (int)blockDim.x < quads) v[u] = x4[i0 + u * blockDim.x];
 #pragma unroll
         for (int u = 0; u < B; u++)
             if (i0 + u * (int)blockDim.x < quads) tc_store_x<FP8>(a, xs, i0 + u * blockDim.x, v[u]);
@@ -223,12 +223,11 @@ __device__ __forceinline__ void tc_sums(const float (&acc)[NA][4], float (&v)[NA
 }
 
 /* Writes the outputs of a block's tiles of one group (every thread of the
- * block calls it), y_off floats past where the matrix's outputs go. kpw == 1: each warp
- * writes its tile's rows; else the kpw warps of a tile add up their sums in shared memory
- * (red) first. */
+ * block calls it). kpw == 1: each warp writes its tile's rows; else the kpw warps of a tile
+ * add up their sums in shared memory (red) first. */
 template <bool FP8, int MODE, int NA>
 __device__ __forceinline__ void tc_write(const tc_args &a, float *red, const tc_job &cur, int group, int tile,
-                                         const float (&v)[NA][2], size_t y_off = 0) {
+                                         const float (&v)[NA][2]) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int token = FP8 ? t : t / 2;
     const bool holds = token < a.M && (FP8 || t % 2 == 0);
@@ -236,8 +235,7 @@ __device__ __forceinline__ void tc_write(const tc_args &a, float *red, const tc_
         if (tile < a.n_tiles && holds)
 #pragma unroll
             for (int h = 0; h < 2; h++)
-                cur.y[y_off + (size_t)token * cur.rows + cur.row + g + 8 * h] =
-                    tc_epilogue(v[0][h], v[NA - 1][h], MODE, a.cap);
+                cur.y[(size_t)token * cur.rows + cur.row + g + 8 * h] = tc_epilogue(v[0][h], v[NA - 1][h], MODE, a.cap);
         return;
     }
     const int tiles_per_block = TC_WARPS / a.kpw;
@@ -255,7 +253,7 @@ __device__ __forceinline__ void tc_write(const tc_args &a, float *red, const tc_
 #pragma unroll
             for (int i = 0; i < NA; i++) sum[i] += red[(((ot * a.kpw + p) * NA + i) * 16 + r) * a.M + m];
         const tc_job oj = tc_find(a, otile, 0, 0, FP8, 0);
-        oj.y[y_off + (size_t)m * oj.rows + oj.row + r] = tc_epilogue(sum[0], sum[NA - 1], MODE, a.cap);
+        oj.y[(size_t)m * oj.rows + oj.row + r] = tc_epilogue(sum[0], sum[NA - 1], MODE, a.cap);
     }
     __syncthreads();
 }
@@ -429,213 +427,4 @@ int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x
         if (launch_mode(pass, fp8, mode, s)) return m0 ? -1 : 1;
     }
     return 0;
-}
-
-/* ------------------------------------------------------------ the FFN in one launch
- *
- * Decode's gate/up GEMV and down GEMV as one grid: every block starts with a
- * gate/up tile group (its weights requested before the PDL wait, as above),
- * then takes units from a counter: the remaining gate/up groups, then down
- * units (one 16-row tile times one of `slices` column slices, the block's 8
- * warps splitting the slice; each slice's sums go to their own part of y, which
- * the residual step adds). A block reaching its first down unit waits until
- * every gate/up group is written (one acquire spin; acts are read from L2),
- * stages all of act in shared memory once, and from then on only streams. So
- * down's weights are in flight while gate/up drains, and its work is handed out
- * as blocks come free, where two launches had down's blocks placed over ~29 us
- * as gate/up's retired, each with a fixed share (perf log, session 6).
- * No deadlock: the grid is at most what is resident at once, every block's
- * first unit is a gate/up group, and a down unit is handed out only after
- * every gate/up group has been. The counters (next unit, gate/up groups done,
- * blocks done) start at zero; the last block out resets them. */
-struct ffn_args {
-    tc_args gu, dn;   /* gate/up (GeGLU: x -> act) and down (act -> y parts); FP8, tiled, M = 1 */
-    int slices;       /* down's column slices: part p of y holds slice p's sums */
-    int gu_units;     /* gate/up tile groups (units 0..gu_units-1); then down (tile, slice) units */
-    int units;
-    unsigned *sync;   /* [0] units handed out past the grid, [1] gate/up groups written, [2] blocks done */
-};
-
-/* One warp's share of a unit: its tile's pointers and k-steps. */
-struct ffn_job {
-    tc_job j;
-    int s_begin, s_end, tile, slice;
-    bool gu;
-};
-
-__device__ __forceinline__ ffn_job ffn_find(const ffn_args &f, int u, int warp, int g, int t) {
-    ffn_job r;
-    if (u < f.gu_units) {
-        const int kpw = f.gu.kpw, n = f.gu.cols / 64, part = warp % kpw;
-        r.gu = true, r.slice = 0, r.tile = u * (TC_WARPS / kpw) + warp / kpw;
-        r.j = tc_find(f.gu, r.tile < f.gu.n_tiles ? r.tile : 0, g, t, true, 2);
-        r.s_begin = part * n / kpw, r.s_end = (part + 1) * n / kpw;
-    } else {
-        const int d = u - f.gu_units, ss = f.dn.cols / 64 / f.slices;
-        r.gu = false, r.tile = d / f.slices, r.slice = d % f.slices;
-        r.j = tc_find(f.dn, r.tile, g, t, true, 1);
-        r.s_begin = r.slice * ss + warp * ss / TC_WARPS, r.s_end = r.slice * ss + (warp + 1) * ss / TC_WARPS;
-    }
-    if (r.gu && r.tile >= f.gu.n_tiles) r.s_end = r.s_begin; /* a group's spare warps */
-    return r;
-}
-
-__global__ void __launch_bounds__(32 * TC_WARPS, 2) ffn_tc_kernel(ffn_args f) {
-    constexpr int PG = tc_cfg<true, G4K_TC_GEGLU>::P, PD = tc_cfg<true, G4K_TC_PLAIN>::P; /* 4 x 2 tiles, 8 x 1 */
-    static_assert(PG * 2 == PD, "gate/up and down share the load buffers");
-    G4K_TRACE(G4K_TR_GEMV + G4K_TC_GEGLU, f.gu.mat[0].w);
-    extern __shared__ uint4 smem4[];
-    uint16_t *xs = reinterpret_cast<uint16_t *>(smem4);
-    const int xs_elems = 2 * (f.gu.xs_stride > f.dn.xs_stride ? f.gu.xs_stride : f.dn.xs_stride);
-    float *red = reinterpret_cast<float *>(xs + xs_elems);
-    __shared__ int next_s;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int xrow = g < 2 ? g : -1; /* M = 1: B columns 0 (hi) and 1 (lo) */
-
-    uint4 buf[PD][2]; /* gate/up: slot u's tile i in buf[2u + i]; down: slot u in buf[u] */
-    const uint64_t evict_first = g4k_l2_evict_first();
-    auto load = [&](const ffn_job &J, int slot, int s) {
-        if (J.gu) {
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                buf[2 * slot + i][0] = g4k_ld_stream_policy(J.j.lo[i] + (size_t)s * 1024, evict_first);
-                buf[2 * slot + i][1] = g4k_ld_stream_policy(J.j.hi[i] + (size_t)s * 1024, evict_first);
-            }
-        } else {
-            buf[slot][0] = g4k_ld_stream_policy(J.j.lo[0] + (size_t)s * 1024, evict_first);
-            buf[slot][1] = g4k_ld_stream_policy(J.j.hi[0] + (size_t)s * 1024, evict_first);
-        }
-    };
-    auto prologue = [&](const ffn_job &J) {
-        if (J.gu) {
-#pragma unroll
-            for (int u = 0; u < PG; u++)
-                if (J.s_begin + u < J.s_end) load(J, u, J.s_begin + u);
-        } else {
-#pragma unroll
-            for (int u = 0; u < PD; u++)
-                if (J.s_begin + u < J.s_end) load(J, u, J.s_begin + u);
-        }
-    };
-
-    int unit = blockIdx.x; /* the grid is at most gu_units: a gate/up group */
-    ffn_job job = ffn_find(f, unit, warp, g, t);
-    prologue(job);
-    g4k_wait_inputs();
-    G4K_TRACE_WAITED();
-    g4k_allow_next();
-    tc_stage_x<true>(f.gu, xs);
-    __syncthreads();
-    bool act_staged = false;
-
-    while (unit < f.units) {
-        unsigned handed = 0;
-        if (threadIdx.x == 0) handed = atomicAdd(&f.sync[0], 1u); /* arrives while the unit streams */
-        float acc[2][4] = {};
-        if (job.gu) {
-            for (int s0 = job.s_begin; s0 < job.s_end; s0 += PG) {
-#pragma unroll
-                for (int u = 0; u < PG; u++) {
-                    const int s = s0 + u;
-                    if (s >= job.s_end) break;
-                    uint4 xb[2];
-                    tc_x_fragment<true>(f.gu, xs, xrow, s, t, xb);
-#pragma unroll
-                    for (int i = 0; i < 2; i++)
-                        tc_step<true>(acc[i], buf[2 * u + i][0], buf[2 * u + i][1], xb, __ldg(job.j.sc[i] + s / 2));
-                    if (s + PG < job.s_end) load(job, u, s + PG);
-                }
-            }
-        } else {
-            for (int s0 = job.s_begin; s0 < job.s_end; s0 += PD) {
-#pragma unroll
-                for (int u = 0; u < PD; u++) {
-                    const int s = s0 + u;
-                    if (s >= job.s_end) break;
-                    uint4 xb[2];
-                    tc_x_fragment<true>(f.dn, xs, xrow, s, t, xb);
-                    tc_step<true>(acc[0], buf[u][0], buf[u][1], xb, __ldg(job.j.sc[0] + s / 2));
-                    if (s + PD < job.s_end) load(job, u, s + PD);
-                }
-            }
-        }
-        if (threadIdx.x == 0) next_s = gridDim.x + (int)handed;
-        __syncthreads();
-        const ffn_job cur = job;
-        const int next = next_s;
-        if (next < f.units) { /* the next unit's first loads go out before this one's outputs are written */
-            job = ffn_find(f, next, warp, g, t);
-            prologue(job);
-        }
-        if (cur.gu) {
-            float v[2][2];
-            tc_sums<true, 2>(acc, v);
-            tc_write<true, G4K_TC_GEGLU, 2>(f.gu, red, cur.j, unit, cur.tile, v);
-            __syncthreads(); /* every act of the group is stored: thread 0 releases them */
-            if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(f.sync + 1) : "memory");
-        } else {
-            float v[1][2];
-            tc_sums<true, 1>(reinterpret_cast<float(&)[1][4]>(acc[0]), v);
-            tc_write<true, G4K_TC_PLAIN, 1>(f.dn, red, cur.j, cur.tile, cur.tile, v,
-                                            (size_t)cur.slice * f.dn.mat[0].rows); /* part `slice`; M = 1 */
-        }
-        unit = next;
-        if (unit < f.units && !job.gu && !act_staged) { /* the first down unit: all of act, once */
-            if (threadIdx.x == 0) {
-                unsigned done;
-                do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(done) : "l"(f.sync + 1) : "memory");
-                while (done < (unsigned)f.gu_units);
-            }
-            __syncthreads();
-            tc_stage_x<true, true>(f.dn, xs);
-            __syncthreads();
-            act_staged = true;
-        }
-    }
-    if (threadIdx.x == 0) { /* the last block out resets the counters for the next call; acq_rel: after every add */
-        unsigned out;
-        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(out) : "l"(f.sync + 2) : "memory");
-        if (out == gridDim.x - 1) f.sync[0] = 0u, f.sync[1] = 0u, f.sync[2] = 0u;
-    }
-}
-
-int g4k_ffn_tc(const g4_dmatrix *gate, const g4_dmatrix *up, const g4_dmatrix *down, float *act, float *y,
-               const float *x, int M, int slices, unsigned *sync, cudaStream_t s) {
-    const int H = down->rows, I = gate->rows;
-    const g4_dmatrix *w[3] = {gate, up, down};
-    for (const g4_dmatrix *m : w)
-        if (!m->fp8 || !m->tiled) return 0;
-    if (M != 1 || tc_disabled() || slices < 1 || up->rows != I || gate->cols != H || up->cols != H ||
-        down->cols != I || H % 64 || I % (64 * slices) || I % 16 || H % 16)
-        return 0;
-    ffn_args f = {};
-    f.gu.n_mats = 2, f.gu.cols = H, f.gu.M = 1, f.gu.x = x, f.gu.tiled = 1, f.gu.n_tiles = I / 16;
-    f.gu.mat[0] = {static_cast<const uint8_t *>(gate->data), gate->scales, I, act};
-    f.gu.mat[1] = {static_cast<const uint8_t *>(up->data), up->scales, I, nullptr};
-    f.gu.kpw = pick_kpw(f.gu.n_tiles, H / 64, tc_cfg<true, G4K_TC_GEGLU>::P);
-    f.gu.xs_stride = H + 8;
-    f.dn.n_mats = 1, f.dn.cols = I, f.dn.M = 1, f.dn.x = act, f.dn.tiled = 1, f.dn.n_tiles = H / 16;
-    f.dn.mat[0] = {static_cast<const uint8_t *>(down->data), down->scales, H, y};
-    f.dn.kpw = TC_WARPS, f.dn.xs_stride = I + 8;
-    f.slices = slices, f.sync = sync;
-    f.gu_units = (f.gu.n_tiles + TC_WARPS / f.gu.kpw - 1) / (TC_WARPS / f.gu.kpw);
-    f.units = f.gu_units + f.dn.n_tiles * slices;
-    const int xs_stride = f.gu.xs_stride > f.dn.xs_stride ? f.gu.xs_stride : f.dn.xs_stride;
-    const size_t smem = (size_t)2 * xs_stride * 2 + (size_t)TC_WARPS * 2 * 16 * 4;
-    if (smem > 200 * 1024) return 0;
-    static size_t smem_set = 48 * 1024;
-    if (smem > smem_set) {
-        if (cudaFuncSetAttribute(ffn_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
-            return 0;
-        smem_set = smem;
-    }
-    int per_sm = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, ffn_tc_kernel, 32 * TC_WARPS, smem) != cudaSuccess ||
-        per_sm < 1)
-        return 0;
-    if (per_sm > 2) per_sm = 2;
-    int grid = per_sm * g4k_sm_count(); /* all resident at once: blocks wait on each other */
-    if (grid > f.gu_units) grid = f.gu_units;
-    g4k_launch(ffn_tc_kernel, dim3(grid), dim3(32 * TC_WARPS), smem, s, f);
-    return slices;
 }

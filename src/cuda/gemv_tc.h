@@ -31,11 +31,4 @@ struct gemv_mat {
 int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode, float cap,
                 cudaStream_t s);
 
-/* Decode's FFN in one launch (gemv_tc.cu, "the FFN in one launch"): act = gelu(x gate^T) * (x up^T),
- * then part p of y (y + p * rows of down) = act[slice p] . down[:, slice p]^T for p < slices.
- * sync: 3 words of device memory, zero before the first call; every call leaves them zero.
- * Returns slices, or 0 when the shape is not for it (M != 1, not FP8 tiled, G4_GEMV=simt). */
-int g4k_ffn_tc(const g4_dmatrix *gate, const g4_dmatrix *up, const g4_dmatrix *down, float *act, float *y,
-               const float *x, int M, int slices, unsigned *sync, cudaStream_t s);
-
 #endif

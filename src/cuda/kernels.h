@@ -57,17 +57,6 @@ int g4k_gemv_split(const g4_dmatrix *w, float *const *y, int n_mats, const float
 void g4k_gemv_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, const float *x, int M,
                     g4_stream stream);
 
-/* Decode's FFN for one token in one launch (gemv_tc.cu): act = gelu(x gate^T) * (x up^T) [gate rows],
- * then the down projection in G4K_FFN_PARTS column slices, part p at y + p * down->rows (the
- * consumer adds the parts). sync: G4K_FFN_SYNC_BYTES of device memory, zero before the first
- * call (cudaMemset once); every call leaves it zero. Returns the parts written, or 0 when the
- * shape is not for it (M != 1, weights not FP8 in 16-row tiles, G4_GEMV=simt, G4_FFN=split):
- * the caller runs g4k_gemv_geglu and g4k_gemv_split. */
-#define G4K_FFN_PARTS 4
-#define G4K_FFN_SYNC_BYTES 16
-int g4k_ffn(const g4_dmatrix *gate, const g4_dmatrix *up, const g4_dmatrix *down, float *act, float *y,
-            const float *x, int M, unsigned *sync, g4_stream stream);
-
 /* Prefill GEMM on tensor cores for M > 8 (any M >= 1 works): y[m][r] = sum_c x[m][c] W[r][c],
  * x fp32 [M][cols], y fp32 [M][rows]. FP8 or BF16 weights stay as they are in memory; x is
  * rounded to FP16 once (rel. error ~2e-4). Uses process-wide scratch that grows on demand

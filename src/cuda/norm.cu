@@ -134,9 +134,7 @@ extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const flo
     const bool vec = n % 4 == 0 && n <= 4 * RES_VEC * 512;
     if (vec && parts == 1) {
         g4k_launch(residual_norm_vec<1>, M, threads, 0, s, h, y, w_post, scalar, out, w_next, n, eps);
-    } else if (vec && parts == 2) {
-        g4k_launch(residual_norm_vec<2>, M, threads, 0, s, h, y, w_post, scalar, out, w_next, n, eps);
-    } else if (vec && parts == 4) { /* the CUDA-core GEMV's split-K parts (cuda_forward.c's SPLITS), g4k_ffn's */
+    } else if (vec && parts == 4) { /* the CUDA-core GEMV's split-K parts (cuda_forward.c's SPLITS) */
         g4k_launch(residual_norm_vec<4>, M, threads, 0, s, h, y, w_post, scalar, out, w_next, n, eps);
     } else {
         g4k_launch(residual_norm_kernel, M, ROW_THREADS, 0, s, h, const_cast<float *>(y), parts, w_post, scalar, out,

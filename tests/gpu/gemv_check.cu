@@ -271,63 +271,6 @@ static void check_geglu(int rows, int cols, int M) {
     cudaFree(dx), cudaFree(dy);
 }
 
-/* g4k_ffn (one token, tiled FP8): act against fp64 and bitwise against g4k_gemv_geglu, the sum
- * of y's parts against fp64 down . act (of the GPU's act), run twice (the second call finds the
- * counters the first left: zero) with the same outputs. */
-static void check_ffn(int H, int I) {
-    mat gate = make_mat(1, I, H), up = make_mat(1, I, H), down = make_mat(1, H, I);
-    const g4_dmatrix tg = tiled_copy(gate), tu = tiled_copy(up), td = tiled_copy(down);
-    const std::vector<float> x = make_x(1, H);
-    float *dx = to_dev(x), *dact = poisoned(I), *dref = poisoned(I), *dy = poisoned((size_t)G4K_FFN_PARTS * H);
-    unsigned *sync;
-    CK(cudaMalloc(&sync, G4K_FFN_SYNC_BYTES));
-    CK(cudaMemset(sync, 0, G4K_FFN_SYNC_BYTES));
-    std::vector<float> act(I), ref_act(I), y((size_t)G4K_FFN_PARTS * H), y_first;
-    std::vector<unsigned> left(G4K_FFN_SYNC_BYTES / 4);
-    char what[128];
-    g4k_gemv_geglu(&tg, &tu, dref, dx, 1, 0);
-    for (int run = 0; run < 2; run++) {
-        const int parts = g4k_ffn(&tg, &tu, &td, dact, dy, dx, 1, sync, 0);
-        CK(cudaDeviceSynchronize());
-        CK(cudaMemcpy(act.data(), dact, I * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(ref_act.data(), dref, I * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(left.data(), sync, G4K_FFN_SYNC_BYTES, cudaMemcpyDeviceToHost));
-        bool zero = true;
-        for (unsigned w : left) zero = zero && w == 0;
-        snprintf(what, sizeof what, "ffn H %d I %d call %d: %d parts, counters left zero", H, I, run + 1, parts);
-        printf("check %-58s %s\n", what, parts == G4K_FFN_PARTS && zero ? "ok" : "FAIL");
-        parts == G4K_FFN_PARTS && zero ? g_pass++ : g_fail++;
-        if (parts != G4K_FFN_PARTS) break;
-        double num = 0, den = 0;
-        bool finite = true;
-        for (int r : rows_to_check(I)) {
-            const double ref = gelu(dot(gate, r, x.data())) * dot(up, r, x.data()), v = act[r];
-            finite = finite && std::isfinite(v);
-            num += (v - ref) * (v - ref), den += ref * ref;
-        }
-        snprintf(what, sizeof what, "ffn H %d I %d call %d: act", H, I, run + 1);
-        report(what, num, den, finite);
-        snprintf(what, sizeof what, "ffn act == gemv_geglu H %d I %d", H, I);
-        check_bitwise(what, 1, act == ref_act);
-        num = den = 0, finite = true;
-        for (int r : rows_to_check(H)) {
-            double v = 0;
-            for (int p = 0; p < parts; p++) v += y[(size_t)p * H + r];
-            const double ref = dot(down, r, act.data());
-            finite = finite && std::isfinite(v);
-            num += (v - ref) * (v - ref), den += ref * ref;
-        }
-        snprintf(what, sizeof what, "ffn H %d I %d call %d: down (parts added)", H, I, run + 1);
-        report(what, num, den, finite);
-        if (run == 0) y_first = y;
-        else check_bitwise("ffn second call == first", 1, y == y_first);
-    }
-    for (const g4_dmatrix *t : {&tg, &tu, &td}) cudaFree(const_cast<void *>(t->data));
-    free_mat(gate), free_mat(up), free_mat(down);
-    cudaFree(dx), cudaFree(dact), cudaFree(dref), cudaFree(dy), cudaFree(sync);
-}
-
 static void check_head(int vocab, int n, int M, float cap) {
     mat e = make_mat(0, vocab, n);
     std::vector<float> x = make_x(M, n);
@@ -422,11 +365,6 @@ int main() {
         check_head(32768, 3840, M, 0.0f);
     }
     check_plain(1, {3840}, 15360, 4, 4);
-    if (tc_on()) { /* g4k_ffn runs on the tensor-core path only */
-        check_ffn(256, 512);
-        check_ffn(512, 2048);
-        check_ffn(3840, 15360); /* the 12B */
-    }
     for (int tiled = 0; tiled < 2; tiled++) {
         check_graph(3840, 15360, tiled);
         check_graph(15360, 3840, tiled);
