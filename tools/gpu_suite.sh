@@ -27,6 +27,8 @@ if has checks; then
     step gemv_check "$bin/gemv_check"
     G4_GEMV=simt step gemv_check_simt "$bin/gemv_check"
     G4_WEIGHT_LAYOUT=rows step gpu_tests_rows tools/gpu_tests.sh "$bin"
+    # the CUDA-core GEMV's split-K parts: the residual step's 4-part kernel
+    G4_WEIGHT_LAYOUT=rows G4_GEMV=simt step gpu_tests_simt tools/gpu_tests.sh "$bin"
     step attention_check "$bin/attention_check" --quick
     G4_DECODE_ATTN=v2merge step attention_check_v2merge "$bin/attention_check" --quick
     step gemm_check "$bin/gemm_check" --quick

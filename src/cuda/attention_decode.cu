@@ -410,7 +410,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     /* keys in flight per warp: up to 64 bytes of K per lane, 32 scores in registers, 8 */
     constexpr int KIF0 = 64 / LB < 32 / NQ ? 64 / LB : 32 / NQ, KIF = KIF0 < 1 ? 1 : KIF0 > 8 ? 8 : KIF0;
     extern __shared__ __align__(16) float sm[];
-    __shared__ float gm_s[NQ], gl_s[NQ];
+    __shared__ float gl_s[NQ];
     __shared__ int last_s;
     G4K_TRACE(G4K_TR_ATTN, a.k_cache);
     g4k_allow_next();
@@ -640,7 +640,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
             wf[w][qi] = f;
             gl += wl[w * NQ + qi] * f;
         }
-        gm_s[qi] = gm, gl_s[qi] = gl;
+        gl_s[qi] = gl;
         if (!single) {
             float *ml = mlall + 2 * part_row(a, chunk, kvh, split, splits, NQ, qi);
             ml[0] = gm, ml[1] = gl;
