@@ -686,9 +686,9 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
      * splits, so the two loads are the merge's only round trip) */
     constexpr int MC = 8;
     float4 r[PER];
-    float mmx[PER], ml_l[PER];
+    float run_max[PER], run_sum[PER]; /* per float4: the splits' running max and weighted sum of l */
 #pragma unroll
-    for (int j = 0; j < PER; j++) r[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f), mmx[j] = -INFINITY, ml_l[j] = 0.0f;
+    for (int j = 0; j < PER; j++) r[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f), run_max[j] = -INFINITY, run_sum[j] = 0.0f;
     for (int sp0 = 0; sp0 < rg.active; sp0 += MC) {
         float4 t[MC][PER];
         float2 ml[MC][PER];
@@ -707,19 +707,19 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
             }
 #pragma unroll
         for (int j = 0; j < PER; j++) {
-            float mx = mmx[j];
+            float mx = run_max[j];
 #pragma unroll
             for (int u = 0; u < MC; u++) mx = fmaxf(mx, ml[u][j].x);
             if (mx == -INFINITY) continue; /* no split so far holds a key this query sees */
-            const float sc = mmx[j] > -INFINITY ? expf(mmx[j] - mx) : 0.0f;
-            r[j].x *= sc, r[j].y *= sc, r[j].z *= sc, r[j].w *= sc, ml_l[j] *= sc;
+            const float sc = run_max[j] > -INFINITY ? expf(run_max[j] - mx) : 0.0f;
+            r[j].x *= sc, r[j].y *= sc, r[j].z *= sc, r[j].w *= sc, run_sum[j] *= sc;
 #pragma unroll
             for (int u = 0; u < MC; u++) {
                 const float w = ml[u][j].x > -INFINITY ? expf(ml[u][j].x - mx) : 0.0f; /* 0: no key of it seen */
                 r[j].x += t[u][j].x * w, r[j].y += t[u][j].y * w, r[j].z += t[u][j].z * w, r[j].w += t[u][j].w * w;
-                ml_l[j] += ml[u][j].y * w;
+                run_sum[j] += ml[u][j].y * w;
             }
-            mmx[j] = mx;
+            run_max[j] = mx;
         }
     }
 #pragma unroll
@@ -727,7 +727,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
         const int i = threadIdx.x + j * DEC_THREADS;
         const int qi = i * 4 / HD, d = i * 4 % HD, gq = chunk * NQ + qi;
         if (i < V4 && gq < Q) {
-            const float l = ml_l[j];
+            const float l = run_sum[j];
             *reinterpret_cast<float4 *>(o + (size_t)(gq / group) * q_dim + (kvh * group + gq % group) * HD + d) =
                 make_float4(r[j].x / l, r[j].y / l, r[j].z / l, r[j].w / l);
         }

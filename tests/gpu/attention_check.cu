@@ -171,7 +171,6 @@ struct dbuf {
 };
 static dbuf d_q, d_k, d_v, d_o, d_kc, d_vc, d_qn, d_kn, d_scr, d_pos;
 
-
 static int n_pass = 0, n_fail = 0;
 static const char *g_path; /* G4_DECODE_ATTN as the run started (v1: the two-launch decode path) */
 static cudaStream_t g_s; /* every launch (PDL wants a real stream) */
