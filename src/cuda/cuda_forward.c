@@ -39,9 +39,7 @@ typedef struct {
 } uploader;
 
 /* Per-stage timing of one eager decode step (g4 bench --profile): an event
- * after every stage, summed by stage. Decode runs the residual steps inside
- * the q/k/v and gate/up GEMVs (layer_forward), so those stages include them
- * and "residual+norms" is only the last layer's. */
+ * after every stage, summed by stage. */
 typedef enum {
     ST_EMBED, ST_NORM, ST_QKV, ST_QKV_POST, ST_ATTN, ST_O, ST_RESID, ST_GEGLU, ST_DOWN, ST_HEAD, ST_SAMPLE, ST_COUNT
 } stage;
@@ -67,7 +65,6 @@ struct g4_cuda {
     void **k_cache, **v_cache;   /* [seq * n_layers + layer] -> [max_context][kv_dim] */
     /* scratch for CHUNK tokens */
     float *h, *x, *q, *k, *v, *attn, *proj, *ffn, *logits;
-    float *h_mid;                /* the residual stream between a decode layer's two residual steps (below) */
     float *host_logits;          /* [GEMV_M][vocab] pinned: D2H copies from pageable memory are slower */
     int32_t *tokens;             /* [CHUNK] input ids; tokens[0] also the greedy loop's next id */
     int32_t *hist;               /* [max_context + 1] greedy outputs by position */
@@ -317,7 +314,7 @@ static int max_width(const g4_config *cfg) {
 static int alloc_scratch(g4_cuda *c, g4_err *err) {
     const size_t wide = (size_t)CHUNK * max_width(&c->cfg) * sizeof(float);
     const size_t hid = (size_t)CHUNK * c->cfg.hidden * sizeof(float);
-    if (!(c->h = dev_alloc(c, hid, err)) || !(c->h_mid = dev_alloc(c, hid, err)) || !(c->x = dev_alloc(c, hid, err)) || !(c->q = dev_alloc(c, wide, err)) ||
+    if (!(c->h = dev_alloc(c, hid, err)) || !(c->x = dev_alloc(c, hid, err)) || !(c->q = dev_alloc(c, wide, err)) ||
         !(c->k = dev_alloc(c, wide, err)) || !(c->v = dev_alloc(c, wide, err)) ||
         !(c->attn = dev_alloc(c, wide, err)) || !(c->proj = dev_alloc(c, SPLITS * hid, err)) ||
         !(c->ffn = dev_alloc(c, wide, err)) ||
@@ -467,13 +464,11 @@ static void geglu_tokens(const layer_dev *d, float *y, const float *x, int n, cu
                        n - t < GEMV_M ? n - t : GEMV_M, s);
 }
 
-/* The raw q, k and v of layer l for n tokens from c->x = rms(h; input_norm)
- * (decode: from the residual step `pending` of the layer before, run in the
- * GEMV; NULL: c->x is ready): prefill as one GEMM over the concatenated matrix
- * into c->attn (free until attention; g4k_qkv_post reads the three column
- * ranges in place), else one GEMV/GEMM per matrix into c->q, c->k, c->v.
- * k == v layers: v is k's output. */
-static g4k_qkv_in project_qkv(g4_cuda *c, int l, int n, const g4k_residual *pending) {
+/* The raw q, k and v of layer l for n tokens from c->x = rms(h; input_norm):
+ * prefill as one GEMM over the concatenated matrix into c->attn (free until
+ * attention; g4k_qkv_post reads the three column ranges in place), else one
+ * GEMV/GEMM per matrix into c->q, c->k, c->v. k == v layers: v is k's output. */
+static g4k_qkv_in project_qkv(g4_cuda *c, int l, int n) {
     const layer_dev *d = &c->layers[l];
     const bool k_eq_v = c->cfg.layer[l].k_eq_v;
     const int q_dim = d->q.rows, kv_dim = d->k.rows;
@@ -485,41 +480,25 @@ static g4k_qkv_in project_qkv(g4_cuda *c, int l, int n, const g4k_residual *pend
     if (k_eq_v) {
         g4_dmatrix qk[2] = {d->q, d->k};
         float *ys[2] = {c->q, c->k};
-        if (pending) g4k_gemv_after(pending, qk, ys, 2, n, c->stream);
-        else gemv_tokens(qk, ys, 2, c->x, n, c->stream);
+        gemv_tokens(qk, ys, 2, c->x, n, c->stream);
         return (g4k_qkv_in){c->q, c->k, c->k, q_dim, kv_dim, kv_dim};
     }
     g4_dmatrix qkv[3] = {d->q, d->k, d->v};
     float *ys[3] = {c->q, c->k, c->v};
-    if (pending) g4k_gemv_after(pending, qkv, ys, 3, n, c->stream);
-    else gemv_tokens(qkv, ys, 3, c->x, n, c->stream);
+    gemv_tokens(qkv, ys, 3, c->x, n, c->stream);
     return (g4k_qkv_in){c->q, c->k, c->v, q_dim, kv_dim, kv_dim};
 }
 
-/* The residual step after a sublayer whose output (`parts` split-K parts) is in c->proj. */
-static g4k_residual residual_step(const g4_cuda *c, int parts, float *h_in, float *h_out, const float *w_post,
-                                  float scalar, const float *w_next) {
-    return (g4k_residual){.y = c->proj, .parts = parts, .h_in = h_in, .h_out = h_out, .w_post = w_post,
-                          .scalar = scalar, .w_next = w_next, .x_out = c->x, .eps = c->cfg.rms_eps};
-}
-
-/* One decoder layer for n tokens. Prefill: c->x holds rms(h; input_norm) on
- * entry and the next layer's normed input (or the final norm's output) on
- * exit. Decode (n <= GEMV_M) runs each residual step inside the GEMV that
- * reads its x: the one after attention in gate/up, the one after the FFN in
- * the next layer's q/k/v, so it enters with `pending`, the step before it
- * (NULL for layer 0, whose x the embedding's norm wrote), and leaves its own
- * in *pending. Those GEMVs' blocks read h while one of them writes the new h,
- * so decode's residual stream moves c->h -> c->h_mid -> c->h within a layer. */
-static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n, g4k_residual *pending) {
+/* One decoder layer for n tokens; c->x holds rms(h; input_norm) on entry and
+ * the next layer's normed input (or the final norm's output) on exit. */
+static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n) {
     const g4_config *cfg = &c->cfg;
     const layer_dev *d = &c->layers[l];
     cudaStream_t s = c->stream;
-    const bool decode = n <= GEMV_M;
     g4k_attn a = attn_geometry(c, seq, l);
-    const g4k_qkv_in in = project_qkv(c, l, n, decode && pending->y ? pending : NULL);
+    const g4k_qkv_in in = project_qkv(c, l, n);
     mark(c, ST_QKV);
-    if (decode) { /* norms, RoPE, cache write and split-K attention in one launch */
+    if (n <= GEMV_M) { /* decode: norms, RoPE, cache write and split-K attention in two launches */
         float *v = cfg->layer[l].k_eq_v ? c->k : c->v; /* what project_qkv left in `in` */
         g4k_attention_decode(&a, c->q, c->k, v, d->q_norm, d->k_norm, c->attn, c->attn_parts, pos0, n,
                              c->max_context, s);
@@ -530,49 +509,35 @@ static void layer_forward(g4_cuda *c, int seq, int l, const int *pos0, int n, g4
     }
     mark(c, ST_ATTN);
     /* o and down: split-K parts when one launch covers every token (decode) */
-    const int splits = decode ? SPLITS : 1;
+    const int splits = n <= GEMV_M ? SPLITS : 1;
     float *proj = c->proj;
     int parts = 1;
     if (splits > 1) parts = g4k_gemv_split(&d->o, &proj, 1, c->attn, n, splits, s);
     else gemv_tokens(&d->o, &proj, 1, c->attn, n, s);
     mark(c, ST_O);
-    float *h_mid = decode ? c->h_mid : c->h;
-    const g4k_residual after_attn = residual_step(c, parts, c->h, h_mid, d->post_attn_norm, 1.0f, d->pre_ffn_norm);
-    if (decode) {
-        g4k_gemv_geglu_after(&after_attn, &d->gate, &d->up, c->ffn, n, s);
-    } else {
-        g4k_residual_norm(&after_attn, n, cfg->hidden, s);
-        mark(c, ST_RESID);
-        geglu_tokens(d, c->ffn, c->x, n, s);
-    }
+    g4k_residual_norm(c->h, c->proj, parts, d->post_attn_norm, 1.0f, c->x, d->pre_ffn_norm, n, cfg->hidden,
+                      cfg->rms_eps, s);
+    mark(c, ST_RESID);
+    geglu_tokens(d, c->ffn, c->x, n, s);
     mark(c, ST_GEGLU);
     parts = 1;
     if (splits > 1) parts = g4k_gemv_split(&d->down, &proj, 1, c->ffn, n, splits, s);
     else gemv_tokens(&d->down, &proj, 1, c->ffn, n, s);
     mark(c, ST_DOWN);
     const float *next = l + 1 < cfg->n_layers ? c->layers[l + 1].input_norm : c->final_norm;
-    *pending = residual_step(c, parts, h_mid, c->h, d->post_ffn_norm, d->layer_scalar, next);
-    if (!decode) {
-        g4k_residual_norm(pending, n, cfg->hidden, s);
-        mark(c, ST_RESID);
-        pending->y = NULL;
-    }
+    g4k_residual_norm(c->h, c->proj, parts, d->post_ffn_norm, d->layer_scalar, c->x, next, n, cfg->hidden,
+                      cfg->rms_eps, s);
+    mark(c, ST_RESID);
 }
 
-/* Embedding through the final norm (into c->x) for n <= CHUNK tokens already
- * in c->tokens. */
+/* Embedding through the final norm for n <= CHUNK tokens already in c->tokens. */
 static void stack_forward(g4_cuda *c, int seq, const int *pos0, int n) {
     const g4_config *cfg = &c->cfg;
     g4k_embed(c->h, &c->embed, c->tokens, n, g4_round_bf16(sqrtf((float)cfg->hidden)), c->stream);
     mark(c, ST_EMBED);
     g4k_rmsnorm(c->x, c->h, c->layers[0].input_norm, n, cfg->hidden, cfg->rms_eps, c->stream);
     mark(c, ST_NORM);
-    g4k_residual pending = {0};
-    for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, seq, l, pos0, n, &pending);
-    if (pending.y) { /* decode's last residual step, with the final norm */
-        g4k_residual_norm(&pending, n, cfg->hidden, c->stream);
-        mark(c, ST_RESID);
-    }
+    for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, seq, l, pos0, n);
 }
 
 static int logits_to_host(g4_cuda *c, int first_row, int n_rows, float *out, g4_err *err) {

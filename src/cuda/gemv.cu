@@ -395,19 +395,3 @@ extern "C" void g4k_lm_head(float *logits, const float *x, const g4_dmatrix *E, 
     a.mat[0] = g;
     launch<MODE_SOFTCAP>(a, false, s);
 }
-
-extern "C" void g4k_gemv_after(const g4k_residual *r, const g4_dmatrix *w, float *const *y, int n_mats, int M,
-                               g4_stream s) {
-    if (g4k_gemv_tc_after(r, w, y, n_mats, M, G4K_TC_PLAIN, s) == 0) return;
-    g4k_residual_norm(r, M, w[0].cols, s);
-    g4k_gemv(w, y, n_mats, r->x_out, M, s);
-}
-
-extern "C" void g4k_gemv_geglu_after(const g4k_residual *r, const g4_dmatrix *gate, const g4_dmatrix *up, float *y,
-                                     int M, g4_stream s) {
-    const g4_dmatrix gu[2] = {*gate, *up};
-    float *const ys[2] = {y, nullptr};
-    if (g4k_gemv_tc_after(r, gu, ys, 2, M, G4K_TC_GEGLU, s) == 0) return;
-    g4k_residual_norm(r, M, gate->cols, s);
-    g4k_gemv_geglu(gate, up, y, r->x_out, M, s);
-}

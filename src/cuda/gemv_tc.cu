@@ -39,7 +39,6 @@
 
 #include "cuda/common.cuh"
 #include "cuda/gemv_tc.h"
-#include "cuda/residual.cuh"
 #include "cuda/trace.cuh"
 
 #define TC_WARPS 8 /* warps per block */
@@ -54,9 +53,6 @@ struct tc_args {
     const float *x;
     float cap;
     int tiled;     /* the matrices' layout: 1 = 16-row tiles (kernels.h), 0 = row-major */
-    int resid;     /* 1: x is r's x_out, computed in the prologue (tc_stage_resid); 0: x */
-    g4k_residual r;
-    int late; /* EXPERIMENT: G4_RESID_PREFETCH=late issues the weight prologue after the residual step */
 };
 
 template <bool FP8, int MODE>
@@ -196,30 +192,6 @@ __device__ void tc_stage_x(const tc_args &a, uint16_t *xs) {
     }
 }
 
-/* x from the residual step r (kernels.h) instead of from memory: every block
- * computes each token's row itself (resid_row: one L2 round for y, h_in and
- * w_post, two block reductions) and stages it as tc_stage_x would; block 0
- * also writes h_out and x_out for the kernels after. */
-#define TC_RES_VEC 4 /* float4s of a row per thread: rows up to 4 * 4 * 256 = 4096 */
-template <bool FP8>
-__device__ void tc_stage_resid(const tc_args &a, uint16_t *xs, float *red) {
-    const int n = a.cols, n4 = n / 4;
-    const bool writer = blockIdx.x == 0;
-    for (int m = 0; m < a.M; m++) {
-        const size_t row = (size_t)m * n;
-        float4 x[TC_RES_VEC];
-        resid_row<TC_RES_VEC, 1>(a.r.y + row, 0, a.r.h_in + row, writer ? a.r.h_out + row : nullptr, a.r.w_post,
-                                 a.r.w_next, a.r.scalar, n, a.r.eps, red, x);
-#pragma unroll
-        for (int k = 0; k < TC_RES_VEC; k++) {
-            const int i = threadIdx.x + k * blockDim.x;
-            if (!resid_slot(k, n4)) continue;
-            tc_store_x<FP8>(a, xs, m * n4 + i, x[k]);
-            if (writer) reinterpret_cast<float4 *>(a.r.x_out + row)[i] = x[k];
-        }
-    }
-}
-
 __device__ __forceinline__ float tc_epilogue(float v, float up, int mode, float cap) {
     if (mode == G4K_TC_GEGLU) return g4k_gelu_tanh(v) * up;
     if (mode == G4K_TC_SOFTCAP) return cap * tanhf(v / cap);
@@ -290,9 +262,7 @@ __device__ __forceinline__ void tc_write(const tc_args &a, float *red, const tc_
 static_assert(G4K_TC_PLAIN == 0 && G4K_TC_GEGLU == 1 && G4K_TC_SOFTCAP == 2, "G4K_TR_GEMV + MODE names the kind");
 #endif
 
-/* RESID: x comes from the residual step a.r (a template parameter: the plain
- * kernel's registers stay what they were). */
-template <bool FP8, int MODE, bool RESID>
+template <bool FP8, int MODE>
 __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     using C = tc_cfg<FP8, MODE>;
     constexpr int NA = C::NA, P = C::P;
@@ -329,13 +299,11 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
 
     int group = blockIdx.x, tile = group * tiles_per_block + tib;
     tc_job job = tc_find(a, tile < a.n_tiles ? tile : 0, g, t, FP8, NA);
-    if (tile < a.n_tiles && !(RESID && a.late)) prologue(job); /* weights do not depend on the previous kernel */
+    if (tile < a.n_tiles) prologue(job); /* weights do not depend on the previous kernel */
     g4k_wait_inputs();
     G4K_TRACE_WAITED();
     g4k_allow_next(); /* the grid is resident: the next kernel only gets what this one frees */
-    if (RESID) tc_stage_resid<FP8>(a, xs, red);
-    else tc_stage_x<FP8>(a, xs);
-    if (RESID && a.late && tile < a.n_tiles) prologue(job);
+    tc_stage_x<FP8>(a, xs);
     __syncthreads();
 
     for (; group < n_groups; group += gridDim.x) {
@@ -390,17 +358,17 @@ static int pick_kpw(int n_tiles, int n_steps, int P) {
 template <bool FP8, int MODE>
 static int launch_tc(tc_args &a, cudaStream_t s) {
     using C = tc_cfg<FP8, MODE>;
-    auto kernel = a.resid ? gemv_tc_kernel<FP8, MODE, true> : gemv_tc_kernel<FP8, MODE, false>;
+    auto kernel = gemv_tc_kernel<FP8, MODE>;
     const int n_steps = a.cols / C::STEP_COLS;
     a.kpw = pick_kpw(a.n_tiles, n_steps, C::P);
     a.xs_stride = a.cols + 8;
     const size_t smem = (size_t)C::XPARTS * a.M * a.xs_stride * 2 + (size_t)TC_WARPS * C::NA * 16 * a.M * 4;
     if (smem > 200 * 1024) return 1;
-    static size_t smem_set[2] = {48 * 1024, 48 * 1024}; /* per kernel: [a.resid] */
-    if (smem > smem_set[a.resid]) {
+    static size_t smem_set = 48 * 1024;
+    if (smem > smem_set) {
         if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
             return 1;
-        smem_set[a.resid] = smem;
+        smem_set = smem;
     }
     int per_sm = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * TC_WARPS, smem) != cudaSuccess ||
@@ -427,9 +395,8 @@ static int tokens_per_pass(bool fp8, int cols) {
     return fit < most ? fit : most;
 }
 
-/* Checks the shape, fills a (all but x and M) and returns 0, or 1 when the
- * shape is not for this path (see gemv_tc.h). */
-static int tc_setup(tc_args &a, const g4_dmatrix *w, float *const *y, int n_mats, int M, g4k_tc_mode &mode, float cap) {
+int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode,
+                float cap, cudaStream_t s) {
     const bool fp8 = w[0].fp8, tiled = w[0].tiled;
     const int per_pass = tokens_per_pass(fp8, w[0].cols);
     /* row-major matrices have the CUDA-core kernels to fall back on; tiled ones take passes of tokens */
@@ -437,6 +404,7 @@ static int tc_setup(tc_args &a, const g4_dmatrix *w, float *const *y, int n_mats
     if (M < 1 || per_pass < 1 || (M > per_pass && !tiled) || n_mats < 1 || n_mats > 3) return 1;
     if (w[0].cols % (fp8 ? 64 : 32) != 0) return 1;
     if (mode == G4K_TC_SOFTCAP && !(cap > 0.0f)) mode = G4K_TC_PLAIN;
+    tc_args a = {};
     a.n_mats = n_mats, a.cols = w[0].cols, a.cap = cap, a.tiled = tiled;
     int rows = 0;
     for (int i = 0; i < n_mats; i++) {
@@ -450,44 +418,13 @@ static int tc_setup(tc_args &a, const g4_dmatrix *w, float *const *y, int n_mats
         rows = w[0].rows;
     }
     a.n_tiles = rows / 16;
-    return 0;
-}
-
-/* Launches a in passes of as many tokens as one launch takes. */
-static int tc_passes(const tc_args &a, const g4_dmatrix *w, int M, g4k_tc_mode mode, cudaStream_t s) {
-    const bool fp8 = w[0].fp8;
-    const int per_pass = tokens_per_pass(fp8, w[0].cols);
     for (int m0 = 0; m0 < M; m0 += per_pass) {
         tc_args pass = a;
-        const size_t at = (size_t)m0 * a.cols;
         pass.M = M - m0 < per_pass ? M - m0 : per_pass;
-        if (pass.x) pass.x += at;
-        if (pass.resid) pass.r.y += at, pass.r.h_in += at, pass.r.h_out += at, pass.r.x_out += at;
-        for (int i = 0; i < a.n_mats; i++)
+        pass.x = x + (size_t)m0 * a.cols;
+        for (int i = 0; i < n_mats; i++)
             if (pass.mat[i].y) pass.mat[i].y += (size_t)m0 * w[i].rows;
         if (launch_mode(pass, fp8, mode, s)) return m0 ? -1 : 1;
     }
     return 0;
-}
-
-int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode,
-                float cap, cudaStream_t s) {
-    tc_args a = {};
-    if (tc_setup(a, w, y, n_mats, M, mode, cap)) return 1;
-    a.x = x;
-    return tc_passes(a, w, M, mode, s);
-}
-
-int g4k_gemv_tc_after(const g4k_residual *r, const g4_dmatrix *w, float *const *y, int n_mats, int M,
-                      g4k_tc_mode mode, cudaStream_t s) {
-    tc_args a = {};
-    if (tc_setup(a, w, y, n_mats, M, mode, 0.0f)) return 1;
-    const int n = w[0].cols;
-    if (r->parts != 1 || !r->w_next || r->h_out == r->h_in || n / 4 > TC_RES_VEC * 32 * TC_WARPS) return 1;
-    const char *fuse = getenv("G4_RESID_FUSE"); /* EXPERIMENT */
-    if (fuse && !strcmp(fuse, "0")) return 1;
-    const char *pf = getenv("G4_RESID_PREFETCH");
-    a.late = pf && !strcmp(pf, "late");
-    a.resid = 1, a.r = *r;
-    return tc_passes(a, w, M, mode, s);
 }

@@ -31,11 +31,4 @@ struct gemv_mat {
 int g4k_gemv_tc(const g4_dmatrix *w, float *const *y, int n_mats, const float *x, int M, g4k_tc_mode mode, float cap,
                 cudaStream_t s);
 
-/* The same on x = r->x_out with the residual step r (kernels.h) computed in
- * the kernel's prologue (the same values as g4k_residual_norm up to fp32
- * summation order): 1 (nothing launched) where this path does not take the
- * shape, r->parts != 1, r->w_next is NULL, h_out aliases h_in, or cols > 4096. */
-int g4k_gemv_tc_after(const g4k_residual *r, const g4_dmatrix *w, float *const *y, int n_mats, int M,
-                      g4k_tc_mode mode, cudaStream_t s);
-
 #endif

@@ -73,39 +73,11 @@ void g4k_gemm_geglu(const g4_dmatrix *gate, const g4_dmatrix *up, float *y, cons
 /* out[m] = rms(x[m]; w) for M rows of n. */
 void g4k_rmsnorm(float *out, const float *x, const float *w, int M, int n, float eps, g4_stream stream);
 
-/* The residual step between two sublayers, for M token rows of width n: the
- * sandwich norm, the residual add, layer_scalar and the next pre-norm,
- *   h_out[m] = (h_in[m] + rms(y[m]; w_post)) * scalar,   x_out[m] = rms(h_out[m]; w_next)
- * (w_next NULL: no x_out). y holds `parts` split-K partial sums ([parts][M][n]),
- * added up first; it must not alias h_out or x_out. */
-typedef struct {
-    const float *y;
-    int parts;
-    const float *h_in;
-    float *h_out;
-    const float *w_post;
-    float scalar;
-    const float *w_next;
-    float *x_out;
-    float eps;
-} g4k_residual;
-
-/* The residual step as its own kernel (one block per row); h_out may equal h_in. */
-void g4k_residual_norm(const g4k_residual *r, int M, int n, g4_stream stream);
-
-/* g4k_gemv and g4k_gemv_geglu on x = r->x_out (n = the matrices' cols), with
- * the residual step r run first: in the GEMV's own prologue where the
- * tensor-core path takes the shape (every block computes x from y and h_in
- * into its shared memory; block 0 writes h_out and x_out), else as
- * g4k_residual_norm before the GEMV. Either way h_out, x_out and y hold the
- * same afterwards (up to fp32 summation order). r->w_next must be set, and
- * h_out must not alias h_in (other blocks still read h_in while block 0
- * writes h_out). Decode runs this for both residual steps of a layer, which
- * takes a launch and an L2 round trip of x off each. */
-void g4k_gemv_after(const g4k_residual *r, const g4_dmatrix *w, float *const *y, int n_mats, int M,
-                    g4_stream stream);
-void g4k_gemv_geglu_after(const g4k_residual *r, const g4_dmatrix *gate, const g4_dmatrix *up, float *y, int M,
-                          g4_stream stream);
+/* h[m] += rms(y[m]; w_post); then optionally h[m] *= scalar; then out[m] = rms(h[m]; w_next)
+ * (w_next NULL: no out). The sandwich norm + residual + layer_scalar + the next pre-norm.
+ * y holds `parts` split-K partial sums ([parts][M][n]), added up first. */
+void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
+                       const float *w_next, int M, int n, float eps, g4_stream stream);
 
 /* h[m] = E[tok[m]] * scale (E BF16 [vocab][n], row-major or tiled). */
 void g4k_embed(float *h, const g4_dmatrix *E, const int32_t *tokens, int M, float scale, g4_stream stream);

@@ -5,7 +5,6 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/kv.cuh"
-#include "cuda/residual.cuh"
 #include "cuda/trace.cuh"
 
 #define ROW_THREADS 256
@@ -34,63 +33,112 @@ extern "C" void g4k_rmsnorm(float *out, const float *x, const float *w, int M, i
     g4k_launch(rmsnorm_kernel, M, ROW_THREADS, 0, s, out, x, w, n, eps);
 }
 
-/* The residual step (kernels.h) of one row per block, any n: y's parts are
- * added into part 0 first, so y must be writable (it is scratch). */
-__global__ void residual_norm_kernel(g4k_residual r, int n) {
+/* h += rms(y; w_post); h *= scalar; out = rms(h; w_next). y is read into h
+ * first, so h and out may not alias y. */
+__global__ void residual_norm_kernel(float *h, float *y, int parts, const float *w_post, float scalar, float *out,
+                                     const float *w_next, int n, float eps) {
     __shared__ float red[32];
     g4k_wait_inputs();
     g4k_allow_next();
-    const size_t row = (size_t)blockIdx.x * n;
-    const float *hin = r.h_in + row;
-    float *hout = r.h_out + row, *yr = const_cast<float *>(r.y) + row;
+    float *hr = h + (size_t)blockIdx.x * n;
+    float *yr = y + (size_t)blockIdx.x * n;
     const size_t part_stride = (size_t)gridDim.x * n;
-    for (int p = 1; p < r.parts; p++) /* add the split-K parts into part 0 */
+    for (int p = 1; p < parts; p++) /* add the split-K parts into part 0 */
         for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] += yr[p * part_stride + i];
     __syncthreads();
-    const float inv = rms_inv(yr, n, r.eps, red);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) hout[i] = (hin[i] + yr[i] * inv * r.w_post[i]) * r.scalar;
-    if (!r.w_next) return;
+    const float inv = rms_inv(yr, n, eps, red);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) hr[i] = (hr[i] + yr[i] * inv * w_post[i]) * scalar;
+    if (!w_next) return;
     __syncthreads();
-    const float inv2 = rms_inv(hout, n, r.eps, red);
-    float *orow = r.x_out + row;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = hout[i] * inv2 * r.w_next[i];
+    const float inv2 = rms_inv(hr, n, eps, red);
+    float *orow = out + (size_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = hr[i] * inv2 * w_next[i];
 }
 
 /* The same with float4 accesses and the row held in registers between the
- * two reductions (resid_row), for PARTS split-K parts of y and n % 4 == 0,
- * n <= 4 * RES_VEC * blockDim.x: one load of y, h and the weights, one store
- * of h_out and x_out. Decode's last residual step runs this on one block, so
- * its latency, not its bytes, is what counts (resid_row). */
+ * two reductions (n % 4 == 0, n <= 4 * RES_VEC * 512), for PARTS split-K parts
+ * of y: one load of y and h, one store of h and out. Decode runs this 96 times
+ * a step on one block each, so its latency, not its bytes, is what counts:
+ * every load of y and h goes out before any is used (indices clamped into the
+ * row instead of branched around, so nothing splits the loads into rounds; a
+ * per-element loop had put 4 dependent L2 round trips on the chain). */
 #define RES_VEC 4
-#define RES_MAX_THREADS 512
 template <int PARTS>
-__global__ void __launch_bounds__(RES_MAX_THREADS) residual_norm_vec(g4k_residual r, int n) {
+__global__ void __launch_bounds__(512) residual_norm_vec(float *h, const float *y, const float *w_post, float scalar,
+                                                          float *out, const float *w_next, int n, float eps) {
     __shared__ float red[32];
-    G4K_TRACE(G4K_TR_RESID, r.w_post);
+    G4K_TRACE(G4K_TR_RESID, w_post);
+    const int n4 = n / 4;
+    int idx[RES_VEC]; /* this thread's float4s, clamped into the row; valid(k): threadIdx.x + k * blockDim.x < n4 */
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) idx[k] = min((int)(threadIdx.x + k * blockDim.x), n4 - 1);
+    auto valid = [&](int k) { return (int)(threadIdx.x + k * blockDim.x) < n4; };
+    /* the norm weights do not depend on the previous kernel: load them while it drains */
+    float4 wpv[RES_VEC], wnv[RES_VEC];
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) {
+        wpv[k] = reinterpret_cast<const float4 *>(w_post)[idx[k]];
+        wnv[k] = w_next ? reinterpret_cast<const float4 *>(w_next)[idx[k]] : wpv[k];
+    }
     g4k_wait_inputs();
     G4K_TRACE_WAITED();
     g4k_allow_next();
-    const size_t row = (size_t)blockIdx.x * n;
-    float4 x[RES_VEC];
-    resid_row<RES_VEC, PARTS>(r.y + row, (size_t)gridDim.x * n, r.h_in + row, r.h_out + row, r.w_post, r.w_next,
-                              r.scalar, n, r.eps, red, x);
-    if (!r.w_next) return;
-    float4 *orow = reinterpret_cast<float4 *>(r.x_out + row);
+    float4 *hr = reinterpret_cast<float4 *>(h + (size_t)blockIdx.x * n);
+    const float4 *yr = reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * n);
+    const size_t part4 = (size_t)gridDim.x * n4; /* float4s from one split-K part to the next */
+    float4 yv[RES_VEC][PARTS], hv[RES_VEC];
 #pragma unroll
-    for (int k = 0; k < RES_VEC; k++)
-        if (resid_slot(k, n / 4)) orow[threadIdx.x + k * blockDim.x] = x[k];
+    for (int k = 0; k < RES_VEC; k++) {
+        hv[k] = hr[idx[k]];
+#pragma unroll
+        for (int p = 0; p < PARTS; p++) yv[k][p] = yr[p * part4 + idx[k]];
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) {
+#pragma unroll
+        for (int p = 1; p < PARTS; p++)
+            yv[k][0].x += yv[k][p].x, yv[k][0].y += yv[k][p].y, yv[k][0].z += yv[k][p].z, yv[k][0].w += yv[k][p].w;
+        const float4 v = yv[k][0];
+        if (valid(k)) ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    const float inv = 1.0f / sqrtf(g4k_block_sum(ss, red) / n + eps);
+    float ss2 = 0.0f;
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) {
+        const float4 w = wpv[k], v = yv[k][0];
+        hv[k].x = (hv[k].x + v.x * inv * w.x) * scalar;
+        hv[k].y = (hv[k].y + v.y * inv * w.y) * scalar;
+        hv[k].z = (hv[k].z + v.z * inv * w.z) * scalar;
+        hv[k].w = (hv[k].w + v.w * inv * w.w) * scalar;
+        if (valid(k)) {
+            hr[idx[k]] = hv[k];
+            ss2 += hv[k].x * hv[k].x + hv[k].y * hv[k].y + hv[k].z * hv[k].z + hv[k].w * hv[k].w;
+        }
+    }
+    if (!w_next) return;
+    const float inv2 = 1.0f / sqrtf(g4k_block_sum(ss2, red) / n + eps);
+    float4 *orow = reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * n);
+#pragma unroll
+    for (int k = 0; k < RES_VEC; k++) {
+        const float4 w = wnv[k];
+        if (valid(k))
+            orow[idx[k]] = make_float4(hv[k].x * inv2 * w.x, hv[k].y * inv2 * w.y, hv[k].z * inv2 * w.z, hv[k].w * inv2 * w.w);
+    }
 }
 
-extern "C" void g4k_residual_norm(const g4k_residual *r, int M, int n, g4_stream s) {
+extern "C" void g4k_residual_norm(float *h, const float *y, int parts, const float *w_post, float scalar, float *out,
+                                  const float *w_next, int M, int n, float eps, g4_stream s) {
     int threads = (n / 4 + RES_VEC - 1) / RES_VEC;
     threads = threads < 32 ? 32 : (threads + 31) / 32 * 32;
-    const bool vec = n % 4 == 0 && threads <= RES_MAX_THREADS;
-    if (vec && r->parts == 1) {
-        g4k_launch(residual_norm_vec<1>, M, threads, 0, s, *r, n);
-    } else if (vec && r->parts == 4) { /* the CUDA-core GEMV's split-K parts (cuda_forward.c's SPLITS) */
-        g4k_launch(residual_norm_vec<4>, M, threads, 0, s, *r, n);
+    const bool vec = n % 4 == 0 && n <= 4 * RES_VEC * 512;
+    if (vec && parts == 1) {
+        g4k_launch(residual_norm_vec<1>, M, threads, 0, s, h, y, w_post, scalar, out, w_next, n, eps);
+    } else if (vec && parts == 4) { /* the CUDA-core GEMV's split-K parts (cuda_forward.c's SPLITS) */
+        g4k_launch(residual_norm_vec<4>, M, threads, 0, s, h, y, w_post, scalar, out, w_next, n, eps);
     } else {
-        g4k_launch(residual_norm_kernel, M, ROW_THREADS, 0, s, *r, n);
+        g4k_launch(residual_norm_kernel, M, ROW_THREADS, 0, s, h, const_cast<float *>(y), parts, w_post, scalar, out,
+                   w_next, n, eps);
     }
 }
 

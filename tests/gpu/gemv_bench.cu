@@ -157,36 +157,30 @@ int main() {
         g4k_lm_head(y[0], x, &head, 1, 30.0f, s);
     });
     /* the step's projections in their order, one graph: boundaries between different kernels;
-     * with_norms: also the two residual steps per layer, as decode runs them (in the q/k/v and
-     * gate/up GEMVs where those take them, else as one-block kernels) */
-    float *h, *h_mid, *w_norm, *proj; /* proj: o's and down's outputs, which the residual steps read */
-    CK(cudaMalloc(&proj, sizeof(float) * 4 * H));
+     * with_norms: also the two one-block residual norms per layer that decode runs after o and down */
+    float *h, *w_norm;
     CK(cudaMalloc(&h, sizeof(float) * H));
-    CK(cudaMalloc(&h_mid, sizeof(float) * H));
     CK(cudaMalloc(&w_norm, sizeof(float) * H));
     CK(cudaMemcpy(h, hx.data(), sizeof(float) * H, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(w_norm, hx.data() + H, sizeof(float) * H, cudaMemcpyHostToDevice));
     auto chain = [&](bool with_norms) {
-        /* the residual step after a projection that wrote `parts` parts into proj */
-        auto step = [&](int parts, float *h_in, float *h_out) {
-            return g4k_residual{proj, parts, h_in, h_out, w_norm, 1.0f, w_norm, x, 1e-6f};
+        auto norm = [&](int parts) {
+            if (with_norms) g4k_residual_norm(h, y[0], parts, w_norm, 1.0f, x, w_norm, 1, H, 1e-6f, s);
         };
         return time_us(s, [&] {
-            int parts = 0;
             for (int l = 0; l < 48; l++) {
                 const bool full = l % 6 == 5;
-                const g4k_residual after_ffn = step(parts, h_mid, h);
-                const g4_dmatrix m[3] = {full ? qf : qs, full ? kf : ks, vs};
-                if (with_norms && l > 0) g4k_gemv_after(&after_ffn, m, y, full ? 2 : 3, 1, s);
-                else g4k_gemv(m, y, full ? 2 : 3, x, 1, s);
-                parts = g4k_gemv_split(full ? &of : &os, &proj, 1, x, 1, 4, s);
-                const g4k_residual after_attn = step(parts, h, h_mid);
-                if (with_norms) g4k_gemv_geglu_after(&after_attn, &gate, &up, y[0], 1, s);
-                else g4k_gemv_geglu(&gate, &up, y[0], x, 1, s);
-                parts = g4k_gemv_split(&down, &proj, 1, x, 1, 4, s);
+                if (full) {
+                    const g4_dmatrix m[2] = {qf, kf};
+                    g4k_gemv(m, y, 2, x, 1, s);
+                } else {
+                    const g4_dmatrix m[3] = {qs, ks, vs};
+                    g4k_gemv(m, y, 3, x, 1, s);
+                }
+                norm(g4k_gemv_split(full ? &of : &os, y, 1, x, 1, 4, s));
+                g4k_gemv_geglu(&gate, &up, y[0], x, 1, s);
+                norm(g4k_gemv_split(&down, y, 1, x, 1, 4, s));
             }
-            const g4k_residual last = step(parts, h_mid, h);
-            if (with_norms) g4k_residual_norm(&last, 1, H, s);
             g4k_lm_head(y[0], x, &head, 1, 30.0f, s);
         }, 1);
     };
@@ -197,7 +191,7 @@ int main() {
            bytes / 1e9, bytes / (us * 1e3), bytes / floor_gbs / 1e6, 100.0 * bytes / floor_gbs / 1e3 / us);
     printf("the same chained in step order (one graph): %.3f ms = %.0f GB/s (%.1f %% of the read)\n", chain_us / 1e3,
            bytes / (chain_us * 1e3), 100.0 * bytes / floor_gbs / 1e3 / chain_us);
-    printf("chained with the 96 residual steps of a decode step: %.3f ms (%.2f us per step)\n", chain_norms_us / 1e3,
+    printf("chained with the 96 residual norms of a decode step: %.3f ms (%.2f us per norm)\n", chain_norms_us / 1e3,
            (chain_norms_us - chain_us) / 96);
     return 0;
 }
