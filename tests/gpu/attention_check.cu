@@ -38,7 +38,7 @@
  * Build: make build/tests/gpu/attention_check; run: build/tests/gpu/attention_check [--quick]
  * (--quick: contexts 145 and 1025 only, no 512-token chunks, no timings: for
  * compute-sanitizer --tool memcheck; --prefill-tc: only its tensor-core prefill cases,
- * for --tool racecheck).
+ * for --tool racecheck; --timings: only the timings, no checks).
  * Last line: "attention_check: N passed, N failed"; exit status 1 on any failure. */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -514,11 +514,17 @@ static void graph_check(const kind &k, int dt, int ring, int M, int p1, int p2) 
     CK(cudaGraphDestroy(graph));
 }
 
+static void release_all() {
+    for (dbuf *b : {&d_q, &d_k, &d_v, &d_o, &d_kc, &d_vc, &d_qn, &d_kn, &d_scr, &d_pos, &d_pack}) b->release();
+    CK(cudaStreamDestroy(g_s));
+}
+
 int main(int argc, char **argv) {
     /* --prefill-tc: only the tensor-core prefill cases of --quick (BF16 and FP8 caches), for
      * compute-sanitizer --tool racecheck, which is too slow for the whole run */
     const bool tc_only = argc > 1 && !strcmp(argv[1], "--prefill-tc");
     const bool quick = tc_only || (argc > 1 && !strcmp(argv[1], "--quick"));
+    const bool timings_only = argc > 1 && !strcmp(argv[1], "--timings"); /* no checks: the timings alone */
     g_path = getenv("G4_DECODE_ATTN");
     printf("decode path: %s\n", !g_path ? "v2 (default)" : g_path);
     cudaDeviceProp prop;
@@ -526,6 +532,11 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreate(&g_s));
     /* several splits merged by the last block's ticket, which must be reset for the next replay
      * (the replays and the eager call share the scratch: each must find the tickets at zero) */
+    if (timings_only) {
+        timings();
+        release_all();
+        return 0;
+    }
     if (!tc_only) {
         graph_check(FULL, G4K_KV_BF16, 0, 2, 1500, 3000);
         graph_check(SLIDING, G4K_KV_FP8, SLIDING.window + 512, 1, 1024, 5000);
@@ -597,8 +608,7 @@ int main(int argc, char **argv) {
             }
     }
     if (!quick) timings(); /* --quick: fewer cases, no timings (for compute-sanitizer) */
-    for (dbuf *b : {&d_q, &d_k, &d_v, &d_o, &d_kc, &d_vc, &d_qn, &d_kn, &d_scr, &d_pos, &d_pack}) b->release();
-    CK(cudaStreamDestroy(g_s));
+    release_all();
     printf("attention_check: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
