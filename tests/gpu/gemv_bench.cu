@@ -4,7 +4,9 @@
  * cost; back to back, as in the step, with PDL), median of 10 replays, in
  * GB/s of weights read; then the step's projections summed over 40 sliding +
  * 8 full layers + the LM head, against a streaming read of 1 GB measured in
- * the same run (the bandwidth floor). FP8 matrices are tiled as g4 uploads
+ * the same run (the bandwidth floor); then the same chained in step order in
+ * one graph, with and without the 96 one-block residual norms between them,
+ * and the norms chained alone. FP8 matrices are tiled as g4 uploads
  * them (kernels.h); G4_WEIGHT_LAYOUT=rows keeps them row-major, and with it
  * G4_GEMV=simt times the CUDA-core kernels. FP8 codes are random (never zero).
  * Build: make build/tests/gpu/gemv_bench; run on the GPU machine. */
@@ -185,6 +187,10 @@ int main() {
         }, 1);
     };
     const double chain_us = chain(false), chain_norms_us = chain(true);
+    /* the norms with nothing between them: what one costs when no weight traffic is in flight */
+    const double norms_us = time_us(s, [&] {
+        for (int l = 0; l < 96; l++) g4k_residual_norm(h, y[0], 1, w_norm, 1.0f, x, w_norm, 1, H, 1e-6f, s);
+    }, 1);
     double us = 0, bytes = 0;
     for (const row &r : rows) us += r.us * r.count, bytes += (double)r.bytes * r.count;
     printf("one step's projections: %.3f ms for %.2f GB = %.0f GB/s; the read would take %.3f ms (%.1f %%)\n", us / 1e3,
@@ -193,5 +199,6 @@ int main() {
            bytes / (chain_us * 1e3), 100.0 * bytes / floor_gbs / 1e3 / chain_us);
     printf("chained with the 96 residual norms of a decode step: %.3f ms (%.2f us per norm)\n", chain_norms_us / 1e3,
            (chain_norms_us - chain_us) / 96);
+    printf("the 96 residual norms alone, chained (one graph): %.2f us per norm\n", norms_us / 96);
     return 0;
 }
