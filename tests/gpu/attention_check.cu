@@ -530,13 +530,13 @@ int main(int argc, char **argv) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     CK(cudaStreamCreate(&g_s));
-    /* several splits merged by the last block's ticket, which must be reset for the next replay
-     * (the replays and the eager call share the scratch: each must find the tickets at zero) */
     if (timings_only) {
         timings();
         release_all();
         return 0;
     }
+    /* several splits merged by the last block's ticket, which must be reset for the next replay
+     * (the replays and the eager call share the scratch: each must find the tickets at zero) */
     if (!tc_only) {
         graph_check(FULL, G4K_KV_BF16, 0, 2, 1500, 3000);
         graph_check(SLIDING, G4K_KV_FP8, SLIDING.window + 512, 1, 1024, 5000);
