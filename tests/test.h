@@ -41,6 +41,11 @@ extern int t_failures; /* failures in the current test function */
         }                                                                        \
     } while (0)
 
+/* The larger of a running worst error and a new one, where a NaN counts as the largest and stays: kept
+ * with `r > worst ? r : worst`, a NaN error was dropped, and a check of worst < tolerance passed on NaN
+ * logits. */
+static inline double t_worse(double worst, double r) { return r > worst || isnan(r) ? r : worst; }
+
 typedef struct {
     const char *name;
     void (*fn)(void);

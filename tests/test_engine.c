@@ -67,7 +67,7 @@ static void test_prefill_equals_decode(void) {
         g4_batch_item step = {b, &prompt[t], 1, false};
         REQUIRE(g4_engine_forward(e, &step, 1, one, &err) == 0);
         double r = rel_err(one, all + (size_t)t * vocab, vocab);
-        worst = r > worst ? r : worst;
+        worst = t_worse(worst, r);
     }
     /* 1e-4, not exact: on the GPU, decode sums o/down in split-K parts and
      * prefill does not, a different fp32 summation order */

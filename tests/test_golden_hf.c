@@ -78,7 +78,7 @@ static void check_model_against_hf(const char *name) {
     double worst = 0;
     for (int t = 0; t < g.T; t++) {
         double r = rel_err(logits + (size_t)t * V, g.prefill + (size_t)t * V, V);
-        worst = r > worst ? r : worst;
+        worst = t_worse(worst, r);
         CHECKF(g4_argmax(logits + (size_t)t * V, V, NULL, 0) == g4_argmax(g.prefill + (size_t)t * V, V, NULL, 0),
                "%s prompt position %d: greedy token differs", name, t);
     }
@@ -89,7 +89,7 @@ static void check_model_against_hf(const char *name) {
         g4_batch_item step = {seq, &tok, 1, false};
         REQUIRE(g4_engine_forward(e, &step, 1, logits, &err) == 0);
         double r = rel_err(logits, g.decode + (size_t)i * V, V);
-        worst_dec = r > worst_dec ? r : worst_dec;
+        worst_dec = t_worse(worst_dec, r);
         CHECKF(g4_argmax(logits, V, NULL, 0) == g.decode_ids[i], "%s decode step %d: greedy token differs", name, i);
     }
     CHECKF(worst_dec < REL_TOL, "%s decode: relative error %.3g", name, worst_dec);
@@ -136,7 +136,7 @@ static void check_fp8_kv(const char *name) {
     double worst = 0;
     for (int i = 0; i < same; i++) {
         double r = rel_err(hb + (size_t)i * V, ha + (size_t)i * V, V);
-        worst = r > worst ? r : worst;
+        worst = t_worse(worst, r);
     }
     printf("     %-14s FP8 KV vs BF16 KV: %d/%d greedy tokens equal, logits rel err %.2e\n", name, same, n, worst);
     free(ha);

@@ -116,6 +116,16 @@ static void test_bf16(void) {
     CHECK(g4_bf16_to_f32(g4_f32_to_bf16(INFINITY)) == INFINITY);
 }
 
+/* The running worst error of the golden and engine tests (test.h): a NaN must win and stay, so that a
+ * tolerance check fails on NaN logits. */
+static void test_worse_keeps_nan(void) {
+    CHECK(t_worse(0.5, 0.25) == 0.5 && t_worse(0.25, 0.5) == 0.5);
+    CHECK(isnan(t_worse(0.5, NAN)));
+    CHECK(isnan(t_worse(t_worse(0.0, NAN), 2.0)));
+    CHECK(!(t_worse(0.0, NAN) < 1e-4));
+}
+
 TEST_MAIN("numerics", TEST_CASE(test_decode_all_codes), TEST_CASE(test_encode_roundtrips_every_code),
           TEST_CASE(test_encode_every_boundary), TEST_CASE(test_encode_saturates_and_nan),
-          TEST_CASE(test_encode_sweep), TEST_CASE(test_nan_repair), TEST_CASE(test_bf16))
+          TEST_CASE(test_encode_sweep), TEST_CASE(test_nan_repair), TEST_CASE(test_bf16),
+          TEST_CASE(test_worse_keeps_nan))

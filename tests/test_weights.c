@@ -235,7 +235,7 @@ static double worst_rel_err(const float *logits, const golden *g, int V) {
             num += (a - b) * (a - b), den += b * b;
         }
         double r = sqrt(num / den);
-        worst = r > worst ? r : worst;
+        worst = t_worse(worst, r);
     }
     return worst;
 }
