@@ -338,6 +338,11 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
  * round trips on the step's critical path. */
 
 #define DEC2_MIN_KEYS 32
+#define DEC2_MAX_M 8 /* new tokens a launch takes (decode_fast) */
+/* Keys a warp takes at a time, at most. Its loop is bound by instruction issue, and every slot
+ * of a group costs it whether a key fills it or not: at 145 tokens a warp has 4 keys, and 4
+ * instead of 8 took 0.05-0.07 ms off the H200 step with sliding layers' 8 (perf log, session 12). */
+#define DEC2_KIF 4
 #define DEC2_PREFETCH_BYTES 262144 /* per block; the blocks of a KV head share most (L2: 50 MB) */
 
 /* The ticket words in front of the partial results: the same size for every geometry, so layers
@@ -407,36 +412,31 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
                                                               int fused) {
     constexpr int HD = CH * 128, DPL = CH * 4;
     constexpr int ELEM = DT == G4K_KV_F32 ? 4 : DT == G4K_KV_BF16 ? 2 : 1, LB = DPL * ELEM;
-    /* keys in flight per warp: up to 64 bytes of K per lane, 32 scores in registers, 8 */
-    constexpr int KIF0 = 64 / LB < 32 / NQ ? 64 / LB : 32 / NQ, KIF = KIF0 < 1 ? 1 : KIF0 > 8 ? 8 : KIF0;
+    /* keys in flight per warp: up to 64 bytes of K per lane, 32 scores in registers, DEC2_KIF */
+    constexpr int KIF0 = 64 / LB < 32 / NQ ? 64 / LB : 32 / NQ, KIF = KIF0 < 1 ? 1 : KIF0 > DEC2_KIF ? DEC2_KIF : KIF0;
     extern __shared__ __align__(16) float sm[];
     __shared__ float gl_s[NQ];
     __shared__ int last_s;
+    __shared__ float2 rope_tab[DEC2_MAX_M][HD / 2]; /* (sin, cos) of each new token's angles */
     G4K_TRACE(G4K_TR_ATTN, a.k_cache);
-    g4k_allow_next();
     const int split = blockIdx.x, kvh = blockIdx.y, chunk = blockIdx.z;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int group = a.n_heads / a.n_kv_heads, Q = group * M;
     const int q_dim = a.n_heads * HD, kv_dim = a.n_kv_heads * HD;
 
-    /* ---- before the wait: only what no earlier kernel writes */
-    float wq[DPL], wk[DPL], invf[DPL / 2]; /* lane holds dims lane + 32 i */
+    /* ---- before the wait: only what no kernel of this step writes. The position and the cached
+     * rows below it are written before the step's first kernel starts (by the host's copy or the
+     * previous step's last kernel, and by earlier steps), and the rows from pos0 on come from shared
+     * memory, never from the cache, so this block may read them before griddepcontrol.wait. */
+    float wq[DPL], wk[DPL]; /* lane holds dims lane + 32 i */
 #pragma unroll
     for (int i = 0; i < DPL; i++) wq[i] = q_norm[lane + 32 * i], wk[i] = k_norm[lane + 32 * i];
-#pragma unroll
-    for (int i = 0; i < DPL / 2; i++) {
-        const int d = lane + 32 * i;
-        invf[i] = d < a.rope_pairs ? 1.0f / powf(a.rope_theta, (float)(2 * d) / (float)HD) : 0.0f;
-    }
     /* FP8: of the 2^120 the widened codes lack, 2^64 rides on q (K) and the weights (V), and 2^56
      * is put back on the summed scores and the block's output (all products stay far from fp32's
      * limits whatever the scales; powers of two, so the values are those of the plain products) */
     const float KS = DT == G4K_KV_FP8 ? a.k_scale * 0x1p64f : 1.0f;
     const float VS = DT == G4K_KV_FP8 ? a.v_scale * 0x1p64f : 1.0f;
     const float POST = DT == G4K_KV_FP8 ? 0x1p56f : 1.0f;
-
-    g4k_wait_inputs();
-    G4K_TRACE_WAITED();
     const int pos0 = *pos0p;
     const dec_range rg = decode_range(a, pos0, M, splits, DEC2_MIN_KEYS);
     if (split >= rg.active) return; /* split 0 is always active: the writer never leaves here */
@@ -445,19 +445,55 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     const int kc_end = min(ke, pos0);
     const size_t row_bytes = (size_t)kv_dim * ELEM;
 
-    /* ---- the cached rows this block reads, into L2 while the rows below are normed */
+    /* this warp's first group of cached keys into registers (the key loop below takes them) */
+    const char *kg = static_cast<const char *>(a.k_cache) + (size_t)(kvh * HD + lane * DPL) * ELEM;
+    const char *vg = static_cast<const char *>(a.v_cache) + (size_t)(kvh * HD + lane * DPL) * ELEM;
+    raw_slice<LB> kr[KIF], vr[KIF]; /* the group of keys j0 + u * DEC_WARPS */
+    auto load_cached = [&](int j0) { /* the cached keys of the group; zeros elsewhere */
+#pragma unroll
+        for (int u = 0; u < KIF; u++) {
+            const int p = j0 + u * DEC_WARPS;
+            if (p < kc_end) {
+                const size_t row = (size_t)kv_row(a, p) * row_bytes;
+                kr[u] = load_slice<LB>(kg + row);
+                vr[u] = load_slice<LB>(vg + row);
+            } else {
+#pragma unroll
+                for (int i = 0; i < LB / 4; i++) kr[u].w[i] = 0u, vr[u].w[i] = 0u;
+            }
+        }
+    };
+    load_cached(kb + warp);
+    /* the block's other cached rows into L2 */
     {
         constexpr int LINES = HD * ELEM / 128; /* 128-byte lines of one head's row (>= 1) */
         constexpr int MAXK = DEC2_PREFETCH_BYTES / (2 * HD * ELEM);
-        const int nk = min(kc_end - kb, MAXK);
-        const char *kg = static_cast<const char *>(a.k_cache) + (size_t)kvh * HD * ELEM;
-        const char *vg = static_cast<const char *>(a.v_cache) + (size_t)kvh * HD * ELEM;
+        const int first = kb + DEC_WARPS * KIF, nk = min(kc_end - first, MAXK);
+        const char *kl = static_cast<const char *>(a.k_cache) + (size_t)kvh * HD * ELEM;
+        const char *vl = static_cast<const char *>(a.v_cache) + (size_t)kvh * HD * ELEM;
         for (int i = threadIdx.x; i < nk * LINES; i += DEC_THREADS) {
-            const size_t off = (size_t)kv_row(a, kb + i / LINES) * row_bytes + (i % LINES) * 128;
-            g4k_prefetch_l2(kg + off);
-            g4k_prefetch_l2(vg + off);
+            const size_t off = (size_t)kv_row(a, first + i / LINES) * row_bytes + (i % LINES) * 128;
+            g4k_prefetch_l2(kl + off);
+            g4k_prefetch_l2(vl + off);
         }
     }
+    /* Only now may the next kernel (o's GEMV) launch: its blocks start by loading their weights,
+     * and loads issued after that flood wait behind it (perf log, session 12). */
+    g4k_allow_next();
+    /* (sin, cos) of the RoPE angles of the M positions, a thread an angle: one call site of powf
+     * and sincosf (unrolled per lane they made the kernel's code KBs longer); the inverse frequency
+     * is rope_sincos's expression, so the angles are bitwise those of g4k_qkv_post */
+#pragma unroll 1
+    for (int i = threadIdx.x; i < M * (HD / 2); i += DEC_THREADS) {
+        const int m = i / (HD / 2), d = i % (HD / 2);
+        float sn = 0.0f, cs = 1.0f;
+        if (d < a.rope_pairs) rope_sincos(d, HD, a.rope_theta, pos0 + m, &sn, &cs);
+        rope_tab[m][d] = make_float2(sn, cs);
+    }
+    __syncthreads();
+
+    g4k_wait_inputs();
+    G4K_TRACE_WAITED();
 
     /* ---- q rows (float, times KS) and the new K/V rows (cache codes) into shared memory */
     float *qs = sm;
@@ -490,8 +526,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
 #pragma unroll
             for (int i = 0; i < DPL / 2; i++) {
                 if (lane + 32 * i < a.rope_pairs) {
-                    float sn, cs;
-                    sincosf((float)pos * invf[i], &sn, &cs);
+                    const float sn = rope_tab[pos - pos0][lane + 32 * i].x, cs = rope_tab[pos - pos0][lane + 32 * i].y;
                     const float xa = x[i], xb = x[i + DPL / 2];
                     x[i] = xa * cs - xb * sn;
                     x[i + DPL / 2] = xb * cs + xa * sn;
@@ -531,24 +566,15 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     }
 
     /* ---- keys [kb, ke): cached ones from global memory, the new ones from shared */
-    const char *kg = static_cast<const char *>(a.k_cache) + (size_t)(kvh * HD + lane * DPL) * ELEM;
-    const char *vg = static_cast<const char *>(a.v_cache) + (size_t)(kvh * HD + lane * DPL) * ELEM;
     const unsigned char *ksm = kn + lane * LB, *vsm = vn + lane * LB;
     for (int j0 = kb + warp; j0 < ke; j0 += DEC_WARPS * KIF) {
-        raw_slice<LB> kr[KIF], vr[KIF];
+        if (j0 != kb + warp) load_cached(j0); /* the first group was loaded before the wait */
 #pragma unroll
-        for (int u = 0; u < KIF; u++) { /* every load of the group first */
+        for (int u = 0; u < KIF; u++) { /* the group's new keys */
             const int p = j0 + u * DEC_WARPS;
-            if (p < kc_end) {
-                const size_t row = (size_t)kv_row(a, p) * row_bytes;
-                kr[u] = load_slice<LB>(kg + row);
-                vr[u] = load_slice<LB>(vg + row);
-            } else if (p < ke) {
+            if (p >= kc_end && p < ke) {
                 kr[u] = load_slice_generic<LB>(ksm + (size_t)(p - pos0) * HD * ELEM);
                 vr[u] = load_slice_generic<LB>(vsm + (size_t)(p - pos0) * HD * ELEM);
-            } else {
-#pragma unroll
-                for (int i = 0; i < LB / 4; i++) kr[u].w[i] = 0u, vr[u].w[i] = 0u;
             }
         }
         /* scores of every (key, query), then their warp sums side by side */
@@ -615,7 +641,10 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
         }
     }
 
-    /* ---- merge the warps (shared memory reused: every warp is past the rows above) */
+    /* ---- merge the warps (shared memory reused: every warp is past the rows above). A warp's
+     * row holds float4 c of lane l in slot c * 32 + l (dims l * DPL + 4c ..), so a store of the 32
+     * lanes fills 512 contiguous bytes: with the dims in order, lanes 64 or 32 bytes apart hit the
+     * same banks, 16 or 8 ways. */
     __syncthreads();
     float *wacc = sm, *wm = sm + DEC_WARPS * NQ * HD, *wl = wm + DEC_WARPS * NQ;
 #pragma unroll
@@ -623,7 +652,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
         if (lane == 0) wm[warp * NQ + qi] = rm[qi], wl[warp * NQ + qi] = rl[qi];
 #pragma unroll
         for (int c = 0; c < DPL / 4; c++)
-            *reinterpret_cast<float4 *>(wacc + (warp * NQ + qi) * HD + lane * DPL + 4 * c) =
+            *reinterpret_cast<float4 *>(wacc + (warp * NQ + qi) * HD + (c * 32 + lane) * 4) =
                 make_float4(acc[qi][4 * c], acc[qi][4 * c + 1], acc[qi][4 * c + 2], acc[qi][4 * c + 3]);
     }
     __syncthreads();
@@ -652,11 +681,12 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     for (int j = 0; j < PER; j++) {
         const int i = threadIdx.x + j * DEC_THREADS;
         if (i >= V4) break;
-        const int qi = i * 4 / HD, d = i * 4 % HD, gq = chunk * NQ + qi;
+        const int qi = i * 4 / HD, slot = i % (HD / 4), gq = chunk * NQ + qi;
+        const int d = slot % 32 * DPL + slot / 32 * 4; /* the slot's dims */
         float4 r = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
         for (int w = 0; w < DEC_WARPS; w++) {
-            const float4 t = *reinterpret_cast<const float4 *>(wacc + (w * NQ + qi) * HD + d);
+            const float4 t = *reinterpret_cast<const float4 *>(wacc + (w * NQ + qi) * HD + slot * 4);
             const float f = wf[w][qi] * POST;
             r.x += t.x * f, r.y += t.y * f, r.z += t.z * f, r.w += t.w * f;
         }
@@ -743,7 +773,7 @@ struct dec_plan {
 
 static bool decode_fast(const g4k_attn *a, int M) {
     const int groups = a->n_heads * M; /* at most (chunks <= Q) * n_kv_heads tickets */
-    return M >= 1 && M <= 8 && (a->head_dim == 128 || a->head_dim == 256 || a->head_dim == 512) &&
+    return M >= 1 && M <= DEC2_MAX_M && (a->head_dim == 128 || a->head_dim == 256 || a->head_dim == 512) &&
            a->n_heads % a->n_kv_heads == 0 && groups <= TICKET_WORDS;
 }
 
