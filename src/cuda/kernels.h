@@ -146,6 +146,10 @@ void g4k_attention(const g4k_attn *a, const float *q, float *o, const int *pos0,
  *     the same value for the scratch size).
  * The new K/V rows are written to the cache (row pos, or pos % ring), rounded through the cache
  * dtype, and attention uses those rounded values for the new keys, as the CPU does.
+ * The fast path reads *pos0 and the cache rows below *pos0 before its PDL wait (it overlaps
+ * the q/k/v GEMV): both must be written before the first kernel of the PDL chain this call is
+ * in starts (by a copy or kernel earlier in the stream that is not PDL-launched into it, as the
+ * host's position copy and the previous step's graph are), never by a kernel just before it.
  * Fast path: head_dim 128, 256 or 512 and M <= 8; anything else falls back to
  * g4k_qkv_post + g4k_attention. */
 #define G4K_DECODE_TICKET_BYTES 4096
