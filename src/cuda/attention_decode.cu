@@ -310,11 +310,12 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
  *
  * The same work as decode_kernel + decode_merge in one launch, with a shorter
  * serial chain per block:
- *  - the norm weights and RoPE inverse frequencies are read / computed before
- *    griddepcontrol.wait (they depend on no earlier kernel; the frequencies are
- *    the same expression as rope_sincos, so the angles are bitwise the same);
- *  - right after the wait the block asks L2 for its cached K/V rows
- *    (prefetch.global.L2), so HBM works while the q/k/v rows are normed;
+ *  - before griddepcontrol.wait, while the q/k/v GEMV finishes, the block reads
+ *    what no kernel of the step writes: the norm weights, pos0, each warp's
+ *    first group of cached keys (into registers) and the rest of its cached
+ *    rows (into L2); then it lets the next kernel launch, and makes the RoPE
+ *    table (sin, cos of the M positions' angles, rope_sincos's expression, so
+ *    bitwise those of g4k_qkv_post);
  *  - a lane owns DPL contiguous dims (one 4/8/16-byte load per row, or a few);
  *  - a warp takes KIF keys at a time: their scores together (the shuffles of
  *    every key and query interleaved), one softmax rescale per group;
