@@ -341,8 +341,8 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
 #define DEC2_MIN_KEYS 32
 #define DEC2_MAX_M 8 /* new tokens a launch takes (decode_fast) */
 /* Keys a warp takes at a time, at most. Its loop is bound by instruction issue, and every slot
- * of a group costs it whether a key fills it or not: at 145 tokens a warp has 4 keys, and 4
- * instead of 8 took 0.05-0.07 ms off the H200 step with sliding layers' 8 (perf log, session 12). */
+ * of a group costs it whether a key fills it or not. At 145 tokens a warp has 4 keys; the cap of
+ * 4 (sliding layers had taken 8) took 0.05-0.07 ms off the H200 step (perf log, session 12). */
 #define DEC2_KIF 4
 #define DEC2_PREFETCH_BYTES 262144 /* per block; the blocks of a KV head share most (L2: 50 MB) */
 
