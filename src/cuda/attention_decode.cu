@@ -342,7 +342,8 @@ __global__ void __launch_bounds__(MERGE_THREADS) decode_merge(g4k_attn a, const 
 #define DEC2_MAX_M 8 /* new tokens a launch takes (decode_fast) */
 /* Keys a warp takes at a time, at most. Its loop is bound by instruction issue, and every slot
  * of a group costs it whether a key fills it or not. At 145 tokens a warp has 4 keys; the cap of
- * 4 (sliding layers had taken 8) took 0.05-0.07 ms off the H200 step (perf log, session 12). */
+ * 4 (sliding layers had taken 8) took 0.05-0.07 ms off gemv_bench's chain of a step on the H200
+ * (perf log, session 12). */
 #define DEC2_KIF 4
 #define DEC2_PREFETCH_BYTES 262144 /* per block; the blocks of a KV head share most (L2: 50 MB) */
 
@@ -447,8 +448,10 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     const size_t row_bytes = (size_t)kv_dim * ELEM;
 
     /* this warp's first group of cached keys into registers (the key loop below takes them) */
-    const char *kg = static_cast<const char *>(a.k_cache) + (size_t)(kvh * HD + lane * DPL) * ELEM;
-    const char *vg = static_cast<const char *>(a.v_cache) + (size_t)(kvh * HD + lane * DPL) * ELEM;
+    /* this KV head's slice of cache row 0, and this lane's dims in it */
+    const char *khead = static_cast<const char *>(a.k_cache) + (size_t)kvh * HD * ELEM;
+    const char *vhead = static_cast<const char *>(a.v_cache) + (size_t)kvh * HD * ELEM;
+    const char *kg = khead + lane * LB, *vg = vhead + lane * LB;
     raw_slice<LB> kr[KIF], vr[KIF]; /* the group of keys j0 + u * DEC_WARPS */
     auto load_cached = [&](int j0) { /* the cached keys of the group; zeros elsewhere */
 #pragma unroll
@@ -469,13 +472,11 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     {
         constexpr int LINES = HD * ELEM / 128; /* 128-byte lines of one head's row (>= 1) */
         constexpr int MAXK = DEC2_PREFETCH_BYTES / (2 * HD * ELEM);
-        const int first = kb + DEC_WARPS * KIF, nk = min(kc_end - first, MAXK);
-        const char *kl = static_cast<const char *>(a.k_cache) + (size_t)kvh * HD * ELEM;
-        const char *vl = static_cast<const char *>(a.v_cache) + (size_t)kvh * HD * ELEM;
+        const int rest = kb + DEC_WARPS * KIF, nk = min(kc_end - rest, MAXK); /* past the first groups */
         for (int i = threadIdx.x; i < nk * LINES; i += DEC_THREADS) {
-            const size_t off = (size_t)kv_row(a, first + i / LINES) * row_bytes + (i % LINES) * 128;
-            g4k_prefetch_l2(kl + off);
-            g4k_prefetch_l2(vl + off);
+            const size_t off = (size_t)kv_row(a, rest + i / LINES) * row_bytes + (i % LINES) * 128;
+            g4k_prefetch_l2(khead + off);
+            g4k_prefetch_l2(vhead + off);
         }
     }
     /* Only now may the next kernel (o's GEMV) launch: its blocks start by loading their weights,
@@ -527,7 +528,8 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
 #pragma unroll
             for (int i = 0; i < DPL / 2; i++) {
                 if (lane + 32 * i < a.rope_pairs) {
-                    const float sn = rope_tab[pos - pos0][lane + 32 * i].x, cs = rope_tab[pos - pos0][lane + 32 * i].y;
+                    const float2 sc = rope_tab[pos - pos0][lane + 32 * i]; /* (sin, cos) */
+                    const float sn = sc.x, cs = sc.y;
                     const float xa = x[i], xb = x[i + DPL / 2];
                     x[i] = xa * cs - xb * sn;
                     x[i + DPL / 2] = xb * cs + xa * sn;
