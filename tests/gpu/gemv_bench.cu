@@ -9,6 +9,8 @@
  * and the norms chained alone. FP8 matrices are tiled as g4 uploads
  * them (kernels.h); G4_WEIGHT_LAYOUT=rows keeps them row-major, and with it
  * G4_GEMV=simt times the CUDA-core kernels. FP8 codes are random (never zero).
+ * `--sweep` first times gate/up and down over a range of row counts,
+ * `--sm-read` a streaming read over fewer SMs (see those functions).
  * Build: make build/tests/gpu/gemv_bench; run on the GPU machine. */
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -102,7 +104,72 @@ static double time_us(cudaStream_t s, const std::function<void()> &call, int per
     return t[t.size() / 2];
 }
 
-int main() {
+/* A streaming read in which each thread keeps U 16-byte loads in flight;
+ * launched with 160 KB of (unused) shared memory, so one block per SM. */
+template <int U>
+__global__ void __launch_bounds__(1024) read_sm_kernel(const uint4 *p, size_t n, unsigned *sink) {
+    uint32_t acc = 0;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    for (; i + (U - 1) * stride < n; i += U * stride) {
+        uint4 v[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) v[u] = g4k_ld_stream(p + i + u * stride);
+#pragma unroll
+        for (int u = 0; u < U; u++) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+    }
+    if (acc == 0x12345678u) *sink = acc;
+}
+
+/* --sm-read: a streaming read spread over n SMs (one block of 1024 threads
+ * each), 64 or 128 KB in flight per SM: what one SM can pull when fewer SMs
+ * share HBM, against which a GEMV's rate on a smaller grid is read. */
+static void sm_read(cudaStream_t s, const void *buf, size_t bytes, unsigned *sink) {
+    const int sms = g4k_sm_count(), smem = 160 * 1024;
+    CK(cudaFuncSetAttribute(read_sm_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    CK(cudaFuncSetAttribute(read_sm_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    printf("\nstreaming read of %.0f MB over n SMs, one block of 1024 threads each\n", bytes / 1e6);
+    const int ns[] = {8, 16, 33, 66, 99, 120, 132};
+    for (int n : ns) {
+        if (n > sms) continue;
+        const uint4 *p = static_cast<const uint4 *>(buf);
+        const double u4 = time_us(s, [&] { read_sm_kernel<4><<<n, 1024, smem, s>>>(p, bytes / 16, sink); }, 5);
+        const double u8 = time_us(s, [&] { read_sm_kernel<8><<<n, 1024, smem, s>>>(p, bytes / 16, sink); }, 5);
+        printf("%3d SMs: 64 KB in flight per SM %6.0f GB/s (%5.1f GB/s per SM); 128 KB %6.0f GB/s (%5.1f per SM)\n", n,
+               bytes / (u4 * 1e3), bytes / (u4 * 1e3) / n, bytes / (u8 * 1e3), bytes / (u8 * 1e3) / n);
+    }
+}
+
+/* --sweep: gate/up and down at row counts around the 12B's, so that the
+ * block count (gate/up: 4 tiles of 16 rows a block at these sizes, down: one;
+ * at most 2 blocks per SM) crosses twice the SM count: does a launch's time
+ * follow its bytes, or the most blocks one SM holds? */
+static void sweep(cudaStream_t s, double floor_gbs, const float *x, float *const *y) {
+    const int H = 3840, F = 15360;
+    printf("\nrows sweep (one launch, 20 in a graph): blocks = tiles / tiles per block\n");
+    const int gu_rows[] = {14784, 15360, 15872, 16384, 16896, 17408};
+    for (int r : gu_rows) {
+        g4_dmatrix gate = make(1, r, H, 21), up = make(1, r, H, 22);
+        const size_t bytes = bytes_of(gate) + bytes_of(up);
+        const double us = time_us(s, [&] { g4k_gemv_geglu(&gate, &up, y[0], x, 1, s); });
+        printf("gate/up rows %5d (%3d blocks) %7.1f MB %8.2f us %5.0f GB/s (%4.1f %% of the read)\n", r, r / 16 / 4,
+               bytes / 1e6, us, bytes / (us * 1e3), 100.0 * bytes / (us * 1e3) / floor_gbs);
+        cudaFree((void *)gate.data), cudaFree((void *)up.data), cudaFree((void *)gate.scales), cudaFree((void *)up.scales);
+    }
+    const int down_rows[] = {3360, 3520, 3712, 3840, 3968, 4224, 4352};
+    for (int r : down_rows) {
+        g4_dmatrix down = make(1, r, F, 23);
+        const size_t bytes = bytes_of(down);
+        const double us = time_us(s, [&] { g4k_gemv_split(&down, y, 1, x, 1, 4, s); });
+        printf("down rows %5d (%3d blocks) %7.1f MB %8.2f us %5.0f GB/s (%4.1f %% of the read)\n", r, r / 16,
+               bytes / 1e6, us, bytes / (us * 1e3), 100.0 * bytes / (us * 1e3) / floor_gbs);
+        cudaFree((void *)down.data), cudaFree((void *)down.scales);
+    }
+}
+
+int main(int argc, char **argv) {
+    const bool do_sweep = argc > 1 && !strcmp(argv[1], "--sweep");
+    const bool do_sm_read = argc > 1 && !strcmp(argv[1], "--sm-read");
     cudaStream_t s;
     CK(cudaStreamCreate(&s));
     const char *path = getenv("G4_GEMV");
@@ -120,6 +187,7 @@ int main() {
         time_us(s, [&] { read_kernel<<<g4k_sm_count() * 8, 512, 0, s>>>(static_cast<const uint4 *>(rbuf), rb / 16, sink); });
     const double floor_gbs = rb / (read_us * 1e3);
     printf("streaming read of 1 GB: %.1f us, %.0f GB/s\n", read_us, floor_gbs);
+    if (do_sm_read) sm_read(s, rbuf, (size_t)256 << 20, sink);
     cudaFree(rbuf);
 
     const int H = 3840, F = 15360, V = 262144;
@@ -134,6 +202,7 @@ int main() {
     for (auto &v : hx) v = (float)((rnd() >> 40) * (1.0 / 16777216.0) - 0.5);
     CK(cudaMemcpy(x, hx.data(), sizeof(float) * F, cudaMemcpyHostToDevice));
     for (auto &p : y) CK(cudaMalloc(&p, sizeof(float) * V * 4));
+    if (do_sweep) sweep(s, floor_gbs, x, y);
 
     struct row { const char *name; size_t bytes; double us; int count; };
     std::vector<row> rows;
