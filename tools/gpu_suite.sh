@@ -8,8 +8,8 @@
 #   (default: all but sanitize; tiles: the prefill GEMM's default tiles against the best of a sweep at
 #   M = 17, 32, 145, the data tools/fit_gemm_tiles.py fits pick_tiles to; trace: where BIN holds g4trace,
 #   a TRACE=1 build of g4 (README), the block timeline of a decode step at 145 tokens with
-#   tools/trace_report.py's summary; sanitize: memcheck and racecheck on attention_check and the GPU
-#   tests, several minutes)
+#   tools/trace_report.py's summary; sanitize: racecheck of attention_check's tensor-core prefill and
+#   FP8-cache decode cases, memcheck of attention_check and the GPU tests, several minutes)
 # BIN holds g4, the test binaries and tests/gpu/*_check, *_bench (see tools/gpu_tests.sh).
 set -uo pipefail
 bin=${1:?bin dir} out=${2:?out dir} parts=${3:-tests,checks,gemv,bench,tiles,trace}
@@ -61,6 +61,7 @@ if has trace && [ -x "$bin/g4trace" ]; then
 fi
 if has sanitize; then
     step racecheck_attention compute-sanitizer --tool racecheck "$bin/attention_check" --prefill-tc
+    step racecheck_decode compute-sanitizer --tool racecheck "$bin/attention_check" --decode-fp8
     step memcheck_attention compute-sanitizer --tool memcheck --leak-check full "$bin/attention_check" --quick
     step gpu_tests_memcheck tools/gpu_tests.sh "$bin" --memcheck
 fi

@@ -523,7 +523,9 @@ int main(int argc, char **argv) {
     /* --prefill-tc: only the tensor-core prefill cases of --quick (BF16 and FP8 caches), for
      * compute-sanitizer --tool racecheck, which is too slow for the whole run */
     const bool tc_only = argc > 1 && !strcmp(argv[1], "--prefill-tc");
-    const bool quick = tc_only || (argc > 1 && !strcmp(argv[1], "--quick"));
+    /* --decode-fp8: only the decode cases of --quick with the FP8 cache, for the same reason */
+    const bool decode_fp8 = argc > 1 && !strcmp(argv[1], "--decode-fp8");
+    const bool quick = tc_only || decode_fp8 || (argc > 1 && !strcmp(argv[1], "--quick"));
     const bool timings_only = argc > 1 && !strcmp(argv[1], "--timings"); /* no checks: the timings alone */
     g_path = getenv("G4_DECODE_ATTN");
     printf("decode path: %s\n", !g_path ? "v2 (default)" : g_path);
@@ -537,7 +539,7 @@ int main(int argc, char **argv) {
     }
     /* several splits merged by the last block's ticket, which must be reset for the next replay
      * (the replays and the eager call share the scratch: each must find the tickets at zero) */
-    if (!tc_only) {
+    if (!tc_only && !decode_fp8) {
         graph_check(FULL, G4K_KV_BF16, 0, 2, 1500, 3000);
         graph_check(SLIDING, G4K_KV_FP8, SLIDING.window + 512, 1, 1024, 5000);
     }
@@ -550,7 +552,7 @@ int main(int argc, char **argv) {
                                                      : "tensor cores (mma.sync FP16) for head_dim 128/256/512 with BF16/FP8 caches");
     const int contexts[] = {1, 2, 145, 1023, 1024, 1025, 1500, 4096, 8192};
     const int Ms[] = {1, 2, 7};
-    for (int dt = tc_only ? 1 : 0; dt < 3; dt++) {
+    for (int dt = decode_fp8 ? G4K_KV_FP8 : tc_only ? 1 : 0; dt < 3; dt++) {
         g_caches.clear();
         /* decode: the M tokens end at position ctx - 1 (start at 0 when ctx < M) */
         for (int ctx : contexts)
@@ -563,6 +565,7 @@ int main(int argc, char **argv) {
                 if (ctx <= 1500) run_case(MID, dt, ctx % 2 ? MID.window + 8 : 0, pos0, M, true);
                 if (ctx <= 1500) run_case(NARROW, dt, NARROW.window + 8, pos0, M, true); /* fewer keys than a split's least */
             }
+        if (decode_fp8) continue;
         for (int n : {17, 64, 145, 512})
             for (int pos0 : {0, 1000}) {
                 if (quick && n == 512) continue;
