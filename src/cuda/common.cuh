@@ -118,6 +118,7 @@ __device__ __forceinline__ uint64_t g4k_globaltimer() {
 }
 
 __device__ __forceinline__ void g4k_prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+__device__ __forceinline__ void g4k_prefetch_l1(const void *p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 
 /* SMs of the current GPU (132 on the H100), asked once: launch sizes follow it. */
 static inline int g4k_sm_count() {

@@ -33,7 +33,7 @@
  * ~16 warps on every SM, without split-K partials in global memory. Each
  * warp keeps P k-steps of loads in flight (issued before the PDL wait for
  * its first tile), and the block stages x once, split into parts, in shared
- * memory. */
+ * memory; each warp keeps its tile's block scales there too. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +63,9 @@ struct tc_cfg {
     static constexpr int XPARTS = FP8 ? 2 : 3;               /* parts of x kept in shared memory */
 };
 
+/* 128-column blocks of a row: the block scales of one tile (FP8). */
+__host__ __device__ __forceinline__ int tc_scale_blocks(int cols) { return (cols + 127) / 128; }
+
 /* One warp's rows: the pointers already at lane (g, t)'s first bytes. */
 struct tc_job {
     const uint8_t *lo[2], *hi[2]; /* row g and row g + 8 of each A tile */
@@ -79,7 +82,7 @@ __device__ __forceinline__ tc_job tc_find(const tc_args &a, int tile, int g, int
     }
     const gemv_mat &m = mi == 0 ? a.mat[0] : mi == 1 ? a.mat[1] : a.mat[2];
     const size_t rowbytes = (size_t)a.cols * (fp8 ? 1 : 2);
-    const size_t nbc = (size_t)(a.cols + 127) / 128;
+    const size_t nbc = tc_scale_blocks(a.cols);
     tc_job j;
     j.y = m.y, j.row = row, j.rows = m.rows;
     for (int i = 0; i < n_a; i++) { /* GeGLU: gate (mat 0) and up (mat 1) at the same rows */
@@ -270,6 +273,8 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
     extern __shared__ uint4 smem4[];
     uint16_t *xs = reinterpret_cast<uint16_t *>(smem4);
     float *red = reinterpret_cast<float *>(xs + (size_t)C::XPARTS * a.M * a.xs_stride); /* [warp][NA][16][M] */
+    const int nbc = tc_scale_blocks(a.cols);
+    float *scales = red + TC_WARPS * NA * 16 * a.M + (size_t)(threadIdx.x / 32) * NA * nbc; /* this warp's [NA][nbc] */
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int tiles_per_block = TC_WARPS / a.kpw, part = warp % a.kpw, tib = warp / a.kpw;
@@ -296,13 +301,31 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
         for (int u = 0; u < P; u++)
             if (s_begin + u < s_end) load(j, u, s_begin + u);
     };
+    /* FP8: the tile's row of block scales, into L1 before the PDL wait (a load there would make
+     * the wait wait for it), then into this warp's copy in shared memory. The k-step loop reads
+     * them there: with a global load in the loop, ncu found the warps stalled at the scale's
+     * multiply-add for its round trip in ~19 % of samples (perf log, session 13). */
+    auto prefetch_scales = [&](const tc_job &j) {
+#pragma unroll
+        for (int i = 0; i < NA; i++)
+            for (int c = lane * 32; FP8 && c < nbc; c += 32 * 32) g4k_prefetch_l1(j.sc[i] + c);
+    };
+    auto stage_scales = [&](const tc_job &j) {
+        if (!FP8) return;
+        __syncwarp(); /* the warp is done reading the previous tile's */
+#pragma unroll
+        for (int i = 0; i < NA; i++)
+            for (int c = lane; c < nbc; c += 32) scales[i * nbc + c] = __ldg(j.sc[i] + c);
+        __syncwarp();
+    };
 
     int group = blockIdx.x, tile = group * tiles_per_block + tib;
     tc_job job = tc_find(a, tile < a.n_tiles ? tile : 0, g, t, FP8, NA);
-    if (tile < a.n_tiles) prologue(job); /* weights do not depend on the previous kernel */
+    if (tile < a.n_tiles) prologue(job), prefetch_scales(job); /* weights do not depend on the previous kernel */
     g4k_wait_inputs();
     G4K_TRACE_WAITED();
     g4k_allow_next(); /* the grid is resident: the next kernel only gets what this one frees */
+    if (tile < a.n_tiles) stage_scales(job);
     tc_stage_x<FP8>(a, xs);
     __syncthreads();
 
@@ -319,7 +342,7 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
                     tc_x_fragment<FP8>(a, xs, xrow, s, t, xb);
 #pragma unroll
                     for (int i = 0; i < NA; i++)
-                        tc_step<FP8>(acc[i], buf[u][i][0], buf[u][i][1], xb, FP8 ? __ldg(job.sc[i] + s / 2) : 1.0f);
+                        tc_step<FP8>(acc[i], buf[u][i][0], buf[u][i][1], xb, FP8 ? scales[i * nbc + s / 2] : 1.0f);
                     if (s + P < s_end) load(job, u, s + P);
                 }
             }
@@ -332,6 +355,7 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
         if (next_group < n_groups && next_tile < a.n_tiles) {
             job = tc_find(a, next_tile, g, t, FP8, NA);
             prologue(job);
+            stage_scales(job);
         }
         tc_write<FP8, MODE, NA>(a, red, cur, group, tile, v);
     }
@@ -362,7 +386,8 @@ static int launch_tc(tc_args &a, cudaStream_t s) {
     const int n_steps = a.cols / C::STEP_COLS;
     a.kpw = pick_kpw(a.n_tiles, n_steps, C::P);
     a.xs_stride = a.cols + 8;
-    const size_t smem = (size_t)C::XPARTS * a.M * a.xs_stride * 2 + (size_t)TC_WARPS * C::NA * 16 * a.M * 4;
+    const size_t smem = (size_t)C::XPARTS * a.M * a.xs_stride * 2 + (size_t)TC_WARPS * C::NA * 16 * a.M * 4 +
+                        (FP8 ? (size_t)TC_WARPS * C::NA * tc_scale_blocks(a.cols) * 4 : 0);
     if (smem > 200 * 1024) return 1;
     static size_t smem_set = 48 * 1024;
     if (smem > smem_set) {
