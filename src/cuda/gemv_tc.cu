@@ -33,7 +33,7 @@
  * ~16 warps on every SM, without split-K partials in global memory. Each
  * warp keeps P k-steps of loads in flight (issued before the PDL wait for
  * its first tile), and the block stages x once, split into parts, in shared
- * memory; each warp keeps its tile's block scales there too. */
+ * memory; each FP8 warp keeps its tile's block scales there too. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,9 +301,10 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
         for (int u = 0; u < P; u++)
             if (s_begin + u < s_end) load(j, u, s_begin + u);
     };
-    /* FP8: the tile's row of block scales, into L1 before the PDL wait (a load there would make
-     * the wait wait for it), then into this warp's copy in shared memory. The k-step loop reads
-     * them there: with a global load in the loop, ncu found the warps stalled at the scale's
+    /* FP8: the tile's row of block scales, into L1 before the PDL wait (storing it to shared
+     * memory there would hold the warp until it lands, which can be after the previous kernel
+     * ends), then into this warp's copy in shared memory after the wait. The k-step loop reads
+     * it there: with a global load in the loop, ncu found the warps stalled at the scale's
      * multiply-add for its round trip in ~19 % of samples (perf log, session 13). */
     auto prefetch_scales = [&](const tc_job &j) {
 #pragma unroll

@@ -523,7 +523,7 @@ int main(int argc, char **argv) {
     /* --prefill-tc: only the tensor-core prefill cases of --quick (BF16 and FP8 caches), for
      * compute-sanitizer --tool racecheck, which is too slow for the whole run */
     const bool tc_only = argc > 1 && !strcmp(argv[1], "--prefill-tc");
-    /* --decode-fp8: only the decode cases of --quick with the FP8 cache, for the same reason */
+    /* --decode-fp8: only the decode cases of --quick with the FP8 cache (not its graph replays), for the same reason */
     const bool decode_fp8 = argc > 1 && !strcmp(argv[1], "--decode-fp8");
     const bool quick = tc_only || decode_fp8 || (argc > 1 && !strcmp(argv[1], "--quick"));
     const bool timings_only = argc > 1 && !strcmp(argv[1], "--timings"); /* no checks: the timings alone */

@@ -365,6 +365,14 @@ int main() {
         check_head(32768, 3840, M, 0.0f);
     }
     check_plain(1, {3840}, 15360, 4, 4);
+    /* more groups of tiles than resident blocks (8 tiles a block at these widths: 320 groups), so
+     * blocks take later tiles, whose block scales each warp stages after the first tile's; 192
+     * columns end mid scale block */
+    for (int M = 1; M <= 2; M++) {
+        check_plain(1, {40960}, 192, M, 1);
+        check_geglu(40960, 192, M);
+        check_geglu(40960, 256, M);
+    }
     for (int tiled = 0; tiled < 2; tiled++) {
         check_graph(3840, 15360, tiled);
         check_graph(15360, 3840, tiled);
