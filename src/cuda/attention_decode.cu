@@ -447,7 +447,6 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
     const int kc_end = min(ke, pos0);
     const size_t row_bytes = (size_t)kv_dim * ELEM;
 
-    /* this warp's first group of cached keys into registers (the key loop below takes them) */
     /* this KV head's slice of cache row 0, and this lane's dims in it */
     const char *khead = static_cast<const char *>(a.k_cache) + (size_t)kvh * HD * ELEM;
     const char *vhead = static_cast<const char *>(a.v_cache) + (size_t)kvh * HD * ELEM;
@@ -467,7 +466,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode2_kernel(g4k_attn a, const 
             }
         }
     };
-    load_cached(kb + warp);
+    load_cached(kb + warp); /* this warp's first group, into registers: the key loop below takes them */
     /* the block's other cached rows into L2 */
     {
         constexpr int LINES = HD * ELEM / 128; /* 128-byte lines of one head's row (>= 1) */

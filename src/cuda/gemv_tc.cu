@@ -307,9 +307,10 @@ __global__ void __launch_bounds__(32 * TC_WARPS, 2) gemv_tc_kernel(tc_args a) {
      * it there: with a global load in the loop, ncu found the warps stalled at the scale's
      * multiply-add for its round trip in ~19 % of samples (perf log, session 13). */
     auto prefetch_scales = [&](const tc_job &j) {
+        if (!FP8) return;
 #pragma unroll
         for (int i = 0; i < NA; i++)
-            for (int c = lane * 32; FP8 && c < nbc; c += 32 * 32) g4k_prefetch_l1(j.sc[i] + c);
+            for (int c = lane * 32; c < nbc; c += 32 * 32) g4k_prefetch_l1(j.sc[i] + c);
     };
     auto stage_scales = [&](const tc_job &j) {
         if (!FP8) return;
